@@ -1,0 +1,446 @@
+/**
+ * bench:memory — resident memory of the sidecar and the quota service, and of the token counter
+ * they carry.
+ *
+ * 1. The o200k_base counter: RSS and heap right after loading, and tokens/s counting chat prompts,
+ *    ours (common/tokens, from dist/) against gpt-tokenizer's o200k module, each in a fresh process
+ *    beside a bare one.
+ * 2. quota-server + sidecar as child processes, run from source (Node strips the types) and from
+ *    dist/ (`npm run build`), each with and without `--max-semi-space-size=1` (through
+ *    NODE_OPTIONS): RSS idle, peak during a burst of calls through the sidecar, and after it.
+ *
+ * The simulated provider runs in this process. Prints tables, then as the last line one JSON object
+ * for the recommended production configuration. dist/ is rebuilt first when any of its sources is
+ * newer; quick by default (under a minute), `-- --full` makes the burst and the speed runs longer.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { Redis } from 'ioredis';
+import { Agent, request } from 'undici';
+import { startSimProvider, type SimProvider } from '../sim-provider/index.ts';
+import { rssMb } from './lib/process-stats.ts';
+import { round, table } from './lib/stats.ts';
+
+const { values: flags } = parseArgs({
+  options: {
+    full: { type: 'boolean', default: false },
+    'redis-url': {
+      type: 'string',
+      default: process.env.TOKENLEASE_BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379',
+    },
+  },
+});
+const FULL = flags.full;
+const BURST_CALLS = FULL ? 20_000 : 2_000;
+const BURST_CONCURRENCY = 32;
+const IDLE_SETTLE_MS = 1_200;
+const SPEED_SECONDS = FULL ? 3 : 1;
+const PREFIX = `tlbench-memory:${process.pid}:`;
+const ROOT = fileURLToPath(new URL('../', import.meta.url));
+const ENTRY = {
+  source: join(ROOT, 'bin/tokenlease.ts'),
+  dist: join(ROOT, 'dist/bin/tokenlease.js'),
+};
+
+interface Variant {
+  name: string;
+  entry: keyof typeof ENTRY;
+  nodeOptions: string;
+  /** V8 flags NODE_OPTIONS refuses, given on the command line. */
+  nodeArgs?: string[];
+}
+
+const SEMI_SPACE = '--max-semi-space-size=1';
+const VARIANTS: Variant[] = [
+  { name: 'source', entry: 'source', nodeOptions: '' },
+  { name: 'source + semi-space 1 MB', entry: 'source', nodeOptions: SEMI_SPACE },
+  { name: 'dist', entry: 'dist', nodeOptions: '' },
+  { name: 'dist + semi-space 1 MB', entry: 'dist', nodeOptions: SEMI_SPACE },
+  {
+    name: 'dist + semi-space 1 MB + old space 96 MB',
+    entry: 'dist',
+    nodeOptions: `${SEMI_SPACE} --max-old-space-size=96`,
+  },
+];
+/**
+ * What a container should run: compiled JS and a 1 MB young generation, the two changes that lower
+ * RSS idle and under load in every run. A cap on the old space bounds the garbage a burst leaves
+ * (V8 otherwise collects it late) but must be sized to the container's limit and the largest
+ * bodies, so it is shown, not recommended. lite-mode / jitless would save more but remove
+ * WebAssembly, which undici's HTTP parser needs; --optimize-for-size changed nothing measurable.
+ */
+const RECOMMENDED = 'dist + semi-space 1 MB';
+
+// ---------------------------------------------------------------------------------------------
+// 1. The token counter alone.
+
+const CHAT_PARAGRAPHS = [
+  'You are a helpful assistant for a platform team. Answer briefly and cite the relevant config.',
+  'Our pods call three LLM providers through a sidecar; the quota service leases tokens per budget.',
+  'Why did request 4821 wait 2.4 seconds before it was sent upstream at 14:03:27 UTC yesterday?',
+  'function lease(budget: string, tokens: number): Promise<Lease> {\n  return client.acquire({ budget, tokens });\n}',
+  '{"model":"gpt-4o","max_tokens":512,"messages":[{"role":"user","content":"hello"}],"n":1}',
+  'Die Anfrage wurde abgelehnt, weil das Budget für diese Minute aufgebraucht war.',
+  '配额控制器为每个命名空间分配令牌预算，并在调用之前预留。',
+  'Kubernetes-native quota controller — sidecar, leases, fairness & back-pressure 🚦',
+];
+
+/** Chat prompts of ~300-600 tokens, varied (numbers, order) so no two are the same string. */
+function chatPrompts(count: number): string[] {
+  const prompts: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const parts: string[] = [];
+    for (let p = 0; p < 6 + (i % 5); p++) {
+      const paragraph = CHAT_PARAGRAPHS[(i * 7 + p * 3) % CHAT_PARAGRAPHS.length]!;
+      parts.push(paragraph.replace(/\d+/g, (digits) => String((Number(digits) * (i + 1)) % 99_991)));
+    }
+    prompts.push(parts.join('\n\n'));
+  }
+  return prompts;
+}
+
+interface CounterFigures {
+  load_ms: number;
+  rss_mb: number;
+  heap_mb: number;
+  tokens_per_s: number;
+}
+
+/** Source of a child process that loads one counter and reports its figures as JSON. */
+function counterProbe(moduleUrl: string | undefined, exportName: string, promptsFile: string): string {
+  return `
+import { readFileSync } from 'node:fs';
+const prompts = JSON.parse(readFileSync(${JSON.stringify(promptsFile)}, 'utf8'));
+const started = performance.now();
+const count = ${moduleUrl ? `(await import(${JSON.stringify(moduleUrl)})).${exportName}` : '(text) => text.length'};
+const plain = { disallowedSpecial: new Set() };
+count(prompts[0], plain);
+const loadMs = performance.now() - started;
+globalThis.gc();
+const { rss, heapUsed } = process.memoryUsage();
+let tokens = 0;
+let calls = 0;
+const speedStart = performance.now();
+while (performance.now() - speedStart < ${SPEED_SECONDS * 1000}) {
+  tokens += count(prompts[calls++ % prompts.length], plain);
+}
+const seconds = (performance.now() - speedStart) / 1000;
+console.log(JSON.stringify({ load_ms: loadMs, rss_mb: rss / 2 ** 20, heap_mb: heapUsed / 2 ** 20, tokens_per_s: tokens / seconds }));
+`;
+}
+
+function runCounterProbe(
+  moduleUrl: string | undefined,
+  exportName: string,
+  promptsFile: string,
+): CounterFigures {
+  const result = spawnSync(
+    process.execPath,
+    ['--expose-gc', '--input-type=module', '-e', counterProbe(moduleUrl, exportName, promptsFile)],
+    { cwd: ROOT, encoding: 'utf8' },
+  );
+  if (result.status !== 0) throw new Error(`counter probe failed:\n${result.stderr}`);
+  return JSON.parse(result.stdout.trim().split('\n').at(-1)!) as CounterFigures;
+}
+
+function measureCounters(dir: string): Array<Record<string, string | number>> {
+  const promptsFile = join(dir, 'prompts.json');
+  writeFileSync(promptsFile, JSON.stringify(chatPrompts(500)));
+  const ours = pathToFileURL(join(ROOT, 'dist/common/tokens/o200k-base.js')).href;
+  const bare = runCounterProbe(undefined, '', promptsFile);
+  const rows: Array<Record<string, string | number>> = [
+    {
+      counter: 'bare node (baseline)',
+      'load ms': '',
+      'RSS MB': round(bare.rss_mb, 1),
+      'heap MB': round(bare.heap_mb, 1),
+      'RSS over bare MB': 0,
+      'tokens/s': '',
+    },
+  ];
+  for (const [name, url, exportName] of [
+    ['common/tokens (dist)', ours, 'countO200kTokens'],
+    ['gpt-tokenizer o200k_base', 'gpt-tokenizer/encoding/o200k_base', 'countTokens'],
+  ] as const) {
+    const figures = runCounterProbe(url, exportName, promptsFile);
+    rows.push({
+      counter: name,
+      'load ms': round(figures.load_ms, 0),
+      'RSS MB': round(figures.rss_mb, 1),
+      'heap MB': round(figures.heap_mb, 1),
+      'RSS over bare MB': round(figures.rss_mb - bare.rss_mb, 1),
+      'tokens/s': Math.round(figures.tokens_per_s),
+    });
+  }
+  return rows;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. The processes.
+
+interface CliProcess {
+  pid: number;
+  /** What the process logged as `listening`: the sidecar's url, the quota-server's port. */
+  listening: { url?: string; port?: number };
+  stop(): Promise<void>;
+}
+
+/** `tokenlease <command>` as bench/sidecar.ts and bench/lib/quota-server-process.ts start it. */
+async function startCli(variant: Variant, command: string, args: string[]): Promise<CliProcess> {
+  const child: ChildProcess = spawn(
+    process.execPath,
+    [ENTRY[variant.entry], command, '--listen', '127.0.0.1:0', ...args],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, NODE_OPTIONS: variant.nodeOptions },
+    },
+  );
+  const lines: string[] = [];
+  const listening = await new Promise<CliProcess['listening']>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`${command} did not start:\n${lines.join('\n')}`)),
+      20_000,
+    );
+    const onLine = (line: string) => {
+      lines.push(line);
+      if (!line.includes('"listening"')) return;
+      clearTimeout(timer);
+      resolve(JSON.parse(line) as CliProcess['listening']);
+    };
+    createInterface({ input: child.stderr! }).on('line', onLine);
+    createInterface({ input: child.stdout! }).on('line', onLine);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${command} exited with ${code}:\n${lines.join('\n')}`));
+    });
+  });
+  return {
+    pid: child.pid!,
+    listening,
+    stop: () =>
+      new Promise((resolve) => {
+        if (child.exitCode !== null) return resolve();
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+      }),
+  };
+}
+
+function budgetsYaml(simUrl: string): string {
+  return `
+apiVersion: tokenlease.io/v1alpha1
+kind: LLMProvider
+metadata: {name: sim, namespace: llm}
+spec:
+  api: openai
+  baseURL: ${simUrl}/v1
+  limits:
+    - {dimension: concurrency, amount: 100000}
+    - {dimension: requests, amount: 1000000000, window: 1m}
+    - {dimension: totalTokens, amount: 1000000000000, window: 1m}
+---
+apiVersion: tokenlease.io/v1alpha1
+kind: LLMBudget
+metadata: {name: bench, namespace: bench}
+spec:
+  providerRef: {name: sim, namespace: llm}
+`;
+}
+
+const BODY = JSON.stringify({
+  model: 'sim-model',
+  max_tokens: 32,
+  messages: [
+    { role: 'system', content: CHAT_PARAGRAPHS[0] },
+    { role: 'user', content: CHAT_PARAGRAPHS.slice(1).join('\n\n') },
+  ],
+});
+
+async function burst(agent: Agent, base: string, calls: number, onTick: () => void): Promise<number> {
+  let next = 0;
+  let errors = 0;
+  const ticker = setInterval(onTick, 50);
+  await Promise.all(
+    Array.from({ length: BURST_CONCURRENCY }, async () => {
+      while (next++ < calls) {
+        const response = await request(`${base}/v1/chat/completions`, {
+          method: 'POST',
+          dispatcher: agent,
+          headers: { 'content-type': 'application/json' },
+          body: BODY,
+        });
+        await response.body.dump();
+        if (response.statusCode !== 200) errors++;
+      }
+    }),
+  );
+  clearInterval(ticker);
+  return errors;
+}
+
+interface ProcessFigures {
+  variant: string;
+  sidecarIdle: number;
+  sidecarPeak: number;
+  sidecarAfter: number;
+  quotaIdle: number;
+  quotaPeak: number;
+  quotaAfter: number;
+  errors: number;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function measureVariant(
+  variant: Variant,
+  budgetsFile: string,
+  storeArgs: string[],
+): Promise<ProcessFigures> {
+  const quota = await startCli(variant, 'quota-server', ['--budgets', budgetsFile, ...storeArgs]);
+  const agent = new Agent({ connections: BURST_CONCURRENCY, keepAliveTimeout: 30_000 });
+  let sidecar: CliProcess | undefined;
+  try {
+    sidecar = await startCli(variant, 'sidecar', [
+      '--budgets',
+      budgetsFile,
+      '--budget',
+      'bench/bench',
+      '--quota',
+      `127.0.0.1:${quota.listening.port}`,
+    ]);
+    const sidecarPid = sidecar.pid;
+    await sleep(IDLE_SETTLE_MS);
+    const figures: ProcessFigures = {
+      variant: variant.name,
+      sidecarIdle: rssMb(sidecarPid),
+      quotaIdle: rssMb(quota.pid),
+      sidecarPeak: 0,
+      quotaPeak: 0,
+      sidecarAfter: 0,
+      quotaAfter: 0,
+      errors: 0,
+    };
+    figures.errors = await burst(agent, sidecar.listening.url!, BURST_CALLS, () => {
+      figures.sidecarPeak = Math.max(figures.sidecarPeak, rssMb(sidecarPid));
+      figures.quotaPeak = Math.max(figures.quotaPeak, rssMb(quota.pid));
+    });
+    figures.sidecarPeak = Math.max(figures.sidecarPeak, rssMb(sidecarPid));
+    figures.quotaPeak = Math.max(figures.quotaPeak, rssMb(quota.pid));
+    await sleep(IDLE_SETTLE_MS);
+    figures.sidecarAfter = rssMb(sidecarPid);
+    figures.quotaAfter = rssMb(quota.pid);
+    return figures;
+  } finally {
+    await agent.close();
+    await sidecar?.stop();
+    await quota.stop();
+  }
+}
+
+async function redisReachable(url: string): Promise<boolean> {
+  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, connectTimeout: 1000 });
+  try {
+    await redis.connect();
+    await redis.ping();
+    return true;
+  } catch {
+    return false;
+  } finally {
+    redis.disconnect();
+  }
+}
+
+/** Runs `npm run build` unless dist/ is newer than every file it is built from. */
+function ensureBuilt(): void {
+  const stamp = join(ROOT, 'dist/common/tokens/o200k_base.bpe'); // the build's last output
+  const builtAt = existsSync(stamp) ? statSync(stamp).mtimeMs : 0;
+  const { include } = JSON.parse(readFileSync(join(ROOT, 'tsconfig.build.json'), 'utf8')) as {
+    include: string[];
+  };
+  const sources = [join(ROOT, 'tsconfig.build.json'), join(ROOT, 'package-lock.json')];
+  for (const folder of include) {
+    for (const name of readdirSync(join(ROOT, folder), { recursive: true, encoding: 'utf8' })) {
+      sources.push(join(ROOT, folder, name));
+    }
+  }
+  if (sources.every((file) => statSync(file).mtimeMs <= builtAt)) return;
+  const build = spawnSync(process.execPath, [join(ROOT, 'scripts/build.ts')], {
+    cwd: ROOT,
+    stdio: 'inherit',
+  });
+  if (build.status !== 0) throw new Error('npm run build failed');
+}
+
+async function main(): Promise<void> {
+  ensureBuilt();
+  const dir = mkdtempSync(join(tmpdir(), 'tokenlease-bench-memory-'));
+  const sim: SimProvider = await startSimProvider({ outputTokens: 16 });
+  const redisUrl = flags['redis-url']!;
+  const useRedis = await redisReachable(redisUrl);
+  const storeArgs = useRedis
+    ? ['--store', 'redis', '--redis-url', redisUrl, '--redis-key-prefix', PREFIX]
+    : ['--store', 'memory'];
+  const results: ProcessFigures[] = [];
+  let counterRows: Array<Record<string, string | number>>;
+  try {
+    counterRows = measureCounters(dir);
+    const budgetsFile = join(dir, 'budgets.yaml');
+    writeFileSync(budgetsFile, budgetsYaml(sim.url));
+    for (const variant of VARIANTS) results.push(await measureVariant(variant, budgetsFile, storeArgs));
+  } finally {
+    await sim.close();
+    rmSync(dir, { recursive: true, force: true });
+    if (useRedis) {
+      const redis = new Redis(redisUrl);
+      const keys = await redis.keys(`${PREFIX}*`);
+      if (keys.length > 0) await redis.del(...keys);
+      redis.disconnect();
+    }
+  }
+
+  console.log(`o200k_base counters, one fresh process each (speed over ${SPEED_SECONDS}s of chat prompts)`);
+  console.log(table(counterRows));
+  console.log();
+  console.log(
+    `quota-server (${useRedis ? 'Redis' : 'memory'} store) + sidecar, RSS MB: idle, peak during ` +
+      `${BURST_CALLS} calls at concurrency ${BURST_CONCURRENCY}, ${IDLE_SETTLE_MS / 1000}s after`,
+  );
+  console.log(
+    table(
+      results.map((r) => ({
+        configuration: r.variant,
+        'sidecar idle': round(r.sidecarIdle, 1),
+        'sidecar peak': round(r.sidecarPeak, 1),
+        'sidecar after': round(r.sidecarAfter, 1),
+        'quota idle': round(r.quotaIdle, 1),
+        'quota peak': round(r.quotaPeak, 1),
+        'quota after': round(r.quotaAfter, 1),
+        errors: r.errors,
+      })),
+    ),
+  );
+  const recommended = results.find((r) => r.variant === RECOMMENDED)!;
+  const recommendedVariant = VARIANTS.find((v) => v.name === RECOMMENDED)!;
+  const command = [
+    'node',
+    ...(recommendedVariant.nodeArgs ?? []),
+    recommendedVariant.nodeOptions,
+    'dist/bin/tokenlease.js',
+  ];
+  console.log(`recommended: ${RECOMMENDED}: ${command.filter(Boolean).join(' ')} <command>`);
+  console.log(
+    JSON.stringify({
+      sidecar_rss_idle_mb: round(recommended.sidecarIdle, 1),
+      sidecar_rss_load_mb: round(recommended.sidecarPeak, 1),
+      quota_rss_idle_mb: round(recommended.quotaIdle, 1),
+      quota_rss_load_mb: round(recommended.quotaPeak, 1),
+    }),
+  );
+}
+
+await main();

@@ -1,0 +1,264 @@
+/**
+ * bench:quota — acquire+settle pairs per second and pair latency, on Redis and in memory:
+ * 1. the lease engine in process (isolates engine + store; Redis with and without ioredis
+ *    auto-pipelining, to keep whichever measures faster),
+ * 2. the quota service over gRPC (quota-server as a child process, so its CPU and memory are its
+ *    own), with the client's unary and session transports, closed-loop at concurrency 1, 16 and
+ *    64, then open-loop at half the measured maximum. `pairs/cpu-s` divides pairs by the server's
+ *    own CPU seconds: the per-core figure, whatever else shares the machine.
+ * Prints a table, then as the last line one JSON object for Redis over gRPC at concurrency 64.
+ * `-- --quick` finishes in under a minute.
+ */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { Redis } from 'ioredis';
+import { buildBudgetSet, parseBudgetsYaml } from '../common/budgets/load-budgets.ts';
+import { createQuotaClient } from '../common/grpc/quota-client.ts';
+import type { QuotaApi } from '../common/quota-api.ts';
+import { createMemoryEngine, createRedisEngine, type LeaseEngine } from '../controller/quota/engine/index.ts';
+import { cpuSeconds, rssMb } from './lib/process-stats.ts';
+import { startQuotaServerProcess } from './lib/quota-server-process.ts';
+import { median, percentile, round, table } from './lib/stats.ts';
+
+const { values: flags } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    'redis-url': {
+      type: 'string',
+      default: process.env.TOKENLEASE_BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379',
+    },
+  },
+});
+const QUICK = flags.quick;
+const RUNS = QUICK ? 1 : 3;
+const SECONDS = QUICK ? 1.5 : 4;
+const CONCURRENCY = [1, 16, 64];
+const REDIS_URL = flags['redis-url']!;
+const PREFIX = `tlbench:${process.pid}:`;
+
+const BUDGETS_YAML = `
+apiVersion: tokenlease.io/v1alpha1
+kind: LLMProvider
+metadata: {name: bench, namespace: llm}
+spec:
+  api: openai
+  baseURL: https://api.example.test/v1
+  limits:
+    - {dimension: concurrency, amount: 100000}
+    - {dimension: requests, amount: 1000000000, window: 1m}
+    - {dimension: totalTokens, amount: 1000000000000, window: 1m}
+---
+apiVersion: tokenlease.io/v1alpha1
+kind: LLMBudget
+metadata: {name: bench, namespace: bench}
+spec:
+  providerRef: {name: bench, namespace: llm}
+`;
+
+interface Measure {
+  pairsPerS: number;
+  p50Ms: number;
+  p99Ms: number;
+}
+
+async function pair(api: QuotaApi): Promise<number> {
+  const started = performance.now();
+  const grant = await api.acquire({
+    provider: 'llm/bench',
+    model: 'm',
+    budget: 'bench/bench',
+    inputTokens: 100,
+    maxOutputTokens: 100,
+    maxWaitMs: 1000,
+  });
+  await api.settle({ leaseId: grant.leaseId, usage: { inputTokens: 100, outputTokens: 50 }, outcome: 'ok' });
+  return performance.now() - started;
+}
+
+/** Closed loop: `concurrency` workers each run pairs back to back for `seconds`. */
+async function closedLoop(api: QuotaApi, concurrency: number, seconds: number): Promise<Measure> {
+  const latencies: number[] = [];
+  const until = performance.now() + seconds * 1000;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (performance.now() < until) latencies.push(await pair(api));
+    }),
+  );
+  const elapsed = (performance.now() - started) / 1000;
+  latencies.sort((a, b) => a - b);
+  return {
+    pairsPerS: latencies.length / elapsed,
+    p50Ms: percentile(latencies, 50),
+    p99Ms: percentile(latencies, 99),
+  };
+}
+
+/** Open loop: pairs started at a fixed rate whatever the latency, so queueing shows in p99. */
+async function openLoop(api: QuotaApi, rate: number, seconds: number): Promise<Measure> {
+  const latencies: number[] = [];
+  const pending: Array<Promise<void>> = [];
+  const started = performance.now();
+  const total = Math.floor(rate * seconds);
+  for (let i = 0; i < total; i++) {
+    const due = started + (i * 1000) / rate;
+    const wait = due - performance.now();
+    if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait));
+    pending.push(pair(api).then((ms) => void latencies.push(ms)));
+  }
+  await Promise.all(pending);
+  const elapsed = (performance.now() - started) / 1000;
+  latencies.sort((a, b) => a - b);
+  return {
+    pairsPerS: latencies.length / elapsed,
+    p50Ms: percentile(latencies, 50),
+    p99Ms: percentile(latencies, 99),
+  };
+}
+
+async function medianOf(runs: number, measure: () => Promise<Measure>): Promise<Measure> {
+  const results: Measure[] = [];
+  for (let i = 0; i < runs; i++) results.push(await measure());
+  return {
+    pairsPerS: median(results.map((r) => r.pairsPerS)),
+    p50Ms: median(results.map((r) => r.p50Ms)),
+    p99Ms: median(results.map((r) => r.p99Ms)),
+  };
+}
+
+const rows: Array<Record<string, string | number>> = [];
+function row(
+  path: string,
+  store: string,
+  load: string,
+  m: Measure,
+  extra: Record<string, string | number> = {},
+) {
+  rows.push({
+    path,
+    store,
+    load,
+    'pairs/s': Math.round(m.pairsPerS),
+    'p50 ms': round(m.p50Ms, 3),
+    'p99 ms': round(m.p99Ms, 3),
+    ...extra,
+  });
+  console.error(
+    `  ${path} ${store} ${load}: ${Math.round(m.pairsPerS)} pairs/s, p50 ${round(m.p50Ms, 3)} ms, p99 ${round(m.p99Ms, 3)} ms`,
+  );
+}
+
+async function benchEngine(): Promise<void> {
+  const budgets = buildBudgetSet(parseBudgetsYaml(BUDGETS_YAML, 'bench'));
+  const engines: Array<[string, () => LeaseEngine]> = [
+    ['memory', () => createMemoryEngine({ budgets })],
+    [
+      'redis',
+      () => createRedisEngine({ budgets, redis: REDIS_URL, keyPrefix: PREFIX, autoPipelining: false }),
+    ],
+    [
+      'redis+autopipe',
+      () => createRedisEngine({ budgets, redis: REDIS_URL, keyPrefix: PREFIX, autoPipelining: true }),
+    ],
+  ];
+  for (const [name, create] of engines) {
+    const engine = create();
+    await engine.ready();
+    await closedLoop(engine, 16, 0.5); // warm up (JIT, script cache)
+    for (const concurrency of CONCURRENCY) {
+      row(
+        'engine',
+        name,
+        `c=${concurrency}`,
+        await medianOf(RUNS, () => closedLoop(engine, concurrency, SECONDS)),
+      );
+    }
+    await engine.close();
+  }
+}
+
+async function benchGrpc(budgetsFile: string): Promise<Record<string, number>> {
+  const headline: Record<string, number> = {};
+  for (const store of ['memory', 'redis'] as const) {
+    const server = await startQuotaServerProcess([
+      '--budgets',
+      budgetsFile,
+      '--store',
+      store,
+      '--redis-url',
+      REDIS_URL,
+      '--redis-key-prefix',
+      PREFIX,
+    ]);
+    const rssIdle = rssMb(server.pid);
+    try {
+      for (const transport of ['unary', 'session'] as const) {
+        const client = createQuotaClient({ target: server.target, transport });
+        const path = `grpc ${transport}`;
+        const headlined = store === 'redis' && transport === 'session';
+        try {
+          await closedLoop(client, 16, 0.5);
+          let max = 0;
+          for (const concurrency of CONCURRENCY) {
+            const cpuBefore = cpuSeconds(server.pid);
+            const wallBefore = performance.now();
+            const m = await medianOf(RUNS, () => closedLoop(client, concurrency, SECONDS));
+            const cpu = cpuSeconds(server.pid) - cpuBefore;
+            const wall = (performance.now() - wallBefore) / 1000;
+            const perCore = (m.pairsPerS * wall) / Math.max(cpu, 0.01);
+            const rss = rssMb(server.pid);
+            row(path, store, `c=${concurrency}`, m, {
+              'pairs/cpu-s': Math.round(perCore),
+              'server rss MB': round(rss, 1),
+            });
+            max = Math.max(max, m.pairsPerS);
+            if (headlined && concurrency === 64) {
+              Object.assign(headline, {
+                pairs_per_s: Math.round(m.pairsPerS),
+                p50_ms: round(m.p50Ms, 3),
+                p99_ms: round(m.p99Ms, 3),
+                rss_mb: round(rss, 1),
+                pairs_per_cpu_s: Math.round(perCore),
+                rss_idle_mb: round(rssIdle, 1),
+              });
+            }
+          }
+          const half = await medianOf(RUNS, () => openLoop(client, max / 2, SECONDS));
+          row(path, store, `open ${Math.round(max / 2)}/s`, half, {
+            'server rss MB': round(rssMb(server.pid), 1),
+          });
+          if (headlined) headline.half_load_p99_ms = round(half.p99Ms, 3);
+        } finally {
+          client.close();
+        }
+      }
+    } finally {
+      await server.stop();
+    }
+  }
+  return headline;
+}
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'tokenlease-bench-'));
+  const budgetsFile = join(dir, 'budgets.yaml');
+  writeFileSync(budgetsFile, BUDGETS_YAML);
+  console.error(
+    `bench:quota (${QUICK ? 'quick' : 'full'}: ${RUNS} run(s) of ${SECONDS}s per point, median reported)`,
+  );
+  try {
+    await benchEngine();
+    const headline = await benchGrpc(budgetsFile);
+    console.log(table(rows));
+    console.log(JSON.stringify(headline));
+  } finally {
+    const redis = new Redis(REDIS_URL);
+    const keys = await redis.keys(`${PREFIX}*`);
+    if (keys.length > 0) await redis.del(...keys);
+    redis.disconnect();
+  }
+}
+
+await main();

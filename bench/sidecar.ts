@@ -1,0 +1,316 @@
+/**
+ * bench:sidecar — what the sidecar and the quota service add to a call. The simulated provider
+ * runs in this process; the quota service (quota-server on Redis, or in memory when Redis is not
+ * reachable) and the sidecar run as child processes, so the sidecar's memory is its own.
+ *
+ * 1. added latency: an open-loop load (requests sent at fixed times, whatever the earlier ones
+ *    are doing) at 100 and 500 calls/s, once straight to the provider and once through the
+ *    sidecar; added = through - straight, per percentile;
+ * 2. maximum calls/s through the sidecar, closed loop at concurrency 64;
+ * 3. the sidecar's resident memory idle and under load.
+ *
+ * Prints a table, then as the last line one JSON object (added latency at 500 calls/s). Medians
+ * over runs; `-- --quick` finishes in under a minute.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { Redis } from 'ioredis';
+import { Agent, request } from 'undici';
+import { startSimProvider, type SimProvider } from '../sim-provider/index.ts';
+import { rssMb } from './lib/process-stats.ts';
+import { startQuotaServerProcess, type QuotaServerProcess } from './lib/quota-server-process.ts';
+import { median, percentile, round, table } from './lib/stats.ts';
+
+const { values: flags } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    /** Run the sidecar from dist/ (`npm run build` first) instead of from source. */
+    dist: { type: 'boolean', default: false },
+    /** `grpc`: the quota-server process (the cluster set-up); `embedded`: the engine inside the sidecar. */
+    quota: { type: 'string', default: 'grpc' },
+    'redis-url': {
+      type: 'string',
+      default: process.env.TOKENLEASE_BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379',
+    },
+  },
+});
+const QUICK = flags.quick;
+const RUNS = QUICK ? 1 : 3;
+const SECONDS = QUICK ? 2 : 5;
+const RATES = [100, 500];
+const MAX_CONCURRENCY = 64;
+const CLI = fileURLToPath(
+  new URL(flags.dist ? '../dist/bin/tokenlease.js' : '../bin/tokenlease.ts', import.meta.url),
+);
+const PREFIX = `tlbench-sidecar:${process.pid}:`;
+
+function budgetsYaml(simUrl: string): string {
+  return `
+apiVersion: tokenlease.io/v1alpha1
+kind: LLMProvider
+metadata: {name: sim, namespace: llm}
+spec:
+  api: openai
+  baseURL: ${simUrl}/v1
+  limits:
+    - {dimension: concurrency, amount: 100000}
+    - {dimension: requests, amount: 1000000000, window: 1m}
+    - {dimension: totalTokens, amount: 1000000000000, window: 1m}
+---
+apiVersion: tokenlease.io/v1alpha1
+kind: LLMBudget
+metadata: {name: bench, namespace: bench}
+spec:
+  providerRef: {name: sim, namespace: llm}
+`;
+}
+
+const BODY = JSON.stringify({
+  model: 'sim-model',
+  max_tokens: 32,
+  messages: [{ role: 'user', content: 'What does a quota controller do? Answer briefly.' }],
+});
+
+interface SidecarProcess {
+  child: ChildProcess;
+  pid: number;
+  url: string;
+  stop(): Promise<void>;
+}
+
+async function startSidecarProcess(args: string[]): Promise<SidecarProcess> {
+  const child = spawn(process.execPath, [CLI, 'sidecar', '--listen', '127.0.0.1:0', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const lines: string[] = [];
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`sidecar did not start:\n${lines.join('\n')}`)), 20_000);
+    const onLine = (line: string) => {
+      lines.push(line);
+      if (!line.includes('"listening"')) return;
+      clearTimeout(timer);
+      resolve((JSON.parse(line) as { url: string }).url);
+    };
+    createInterface({ input: child.stderr! }).on('line', onLine);
+    createInterface({ input: child.stdout! }).on('line', onLine);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`sidecar exited with ${code}:\n${lines.join('\n')}`));
+    });
+  });
+  return {
+    child,
+    pid: child.pid!,
+    url,
+    stop: () =>
+      new Promise((resolve) => {
+        if (child.exitCode !== null) return resolve();
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+      }),
+  };
+}
+
+const agent = new Agent({ connections: 256, keepAliveTimeout: 30_000, pipelining: 1 });
+
+async function call(base: string): Promise<void> {
+  const response = await request(`${base}/v1/chat/completions`, {
+    method: 'POST',
+    dispatcher: agent,
+    headers: { 'content-type': 'application/json' },
+    body: BODY,
+  });
+  await response.body.dump();
+  if (response.statusCode !== 200) throw new Error(`status ${response.statusCode}`);
+}
+
+interface Latency {
+  p50: number;
+  p99: number;
+  errors: number;
+}
+
+/**
+ * Open loop: call i is sent at start + i/rate whatever the earlier calls are doing, so a slow
+ * sidecar cannot slow the load down and hide its own latency; each latency counts from the send.
+ */
+async function openLoop(base: string, rate: number, seconds: number, onTick?: () => void): Promise<Latency> {
+  const total = Math.round(rate * seconds);
+  const latencies: number[] = [];
+  let errors = 0;
+  const pending: Array<Promise<void>> = [];
+  const start = performance.now();
+  for (let i = 0; i < total; i++) {
+    const wait = start + (i * 1000) / rate - performance.now();
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+    if (i % rate === 0) onTick?.();
+    const sent = performance.now();
+    pending.push(
+      call(base).then(
+        () => void latencies.push(performance.now() - sent),
+        () => void errors++,
+      ),
+    );
+  }
+  await Promise.all(pending);
+  latencies.sort((a, b) => a - b);
+  return { p50: percentile(latencies, 50), p99: percentile(latencies, 99), errors };
+}
+
+/** Closed loop at `concurrency`: calls completed per second. */
+async function maxRate(base: string, seconds: number, onTick: () => void): Promise<number> {
+  let done = 0;
+  const end = performance.now() + seconds * 1000;
+  const ticker = setInterval(onTick, 250);
+  await Promise.all(
+    Array.from({ length: MAX_CONCURRENCY }, async () => {
+      while (performance.now() < end) {
+        await call(base);
+        done++;
+      }
+    }),
+  );
+  clearInterval(ticker);
+  return done / seconds;
+}
+
+async function redisReachable(url: string): Promise<boolean> {
+  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, connectTimeout: 1000 });
+  try {
+    await redis.connect();
+    await redis.ping();
+    return true;
+  } catch {
+    return false;
+  } finally {
+    redis.disconnect();
+  }
+}
+
+async function main(): Promise<void> {
+  const sim: SimProvider = await startSimProvider({ outputTokens: 16 });
+  const dir = mkdtempSync(join(tmpdir(), 'tokenlease-bench-sidecar-'));
+  const budgetsFile = join(dir, 'budgets.yaml');
+  writeFileSync(budgetsFile, budgetsYaml(sim.url));
+  const embedded = flags.quota === 'embedded';
+  const useRedis = !embedded && (await redisReachable(flags['redis-url']!));
+  const quota: QuotaServerProcess | undefined = embedded
+    ? undefined
+    : await startQuotaServerProcess(
+        useRedis
+          ? [
+              '--budgets',
+              budgetsFile,
+              '--store',
+              'redis',
+              '--redis-url',
+              flags['redis-url']!,
+              '--redis-key-prefix',
+              PREFIX,
+            ]
+          : ['--budgets', budgetsFile, '--store', 'memory'],
+      );
+  const sidecar = await startSidecarProcess([
+    '--budgets',
+    budgetsFile,
+    '--budget',
+    'bench/bench',
+    '--quota',
+    quota?.target ?? 'embedded',
+  ]);
+
+  const rows: Array<Record<string, string | number>> = [];
+  const added: Record<number, { p50: number[]; p99: number[] }> = {};
+  const maxRps: number[] = [];
+  const rssIdle: number[] = [];
+  const rssLoad: number[] = [];
+  try {
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    rssIdle.push(rssMb(sidecar.pid));
+    // Warm up both paths (connections, JIT) before measuring.
+    await openLoop(sim.url, 200, 1);
+    await openLoop(sidecar.url, 200, 1);
+
+    for (let run = 0; run < RUNS; run++) {
+      for (const rate of RATES) {
+        const direct = await openLoop(sim.url, rate, SECONDS);
+        let peak = 0;
+        const via = await openLoop(
+          sidecar.url,
+          rate,
+          SECONDS,
+          () => (peak = Math.max(peak, rssMb(sidecar.pid))),
+        );
+        rssLoad.push(peak);
+        const entry = (added[rate] ??= { p50: [], p99: [] });
+        entry.p50.push(via.p50 - direct.p50);
+        entry.p99.push(via.p99 - direct.p99);
+        rows.push({
+          run: run + 1,
+          'calls/s': rate,
+          'direct p50 ms': round(direct.p50, 3),
+          'direct p99 ms': round(direct.p99, 3),
+          'sidecar p50 ms': round(via.p50, 3),
+          'sidecar p99 ms': round(via.p99, 3),
+          'added p50 ms': round(via.p50 - direct.p50, 3),
+          'added p99 ms': round(via.p99 - direct.p99, 3),
+          errors: direct.errors + via.errors,
+          'max calls/s': '',
+          'sidecar RSS MB': round(peak, 1),
+        });
+      }
+      let peak = 0;
+      const rps = await maxRate(sidecar.url, SECONDS, () => (peak = Math.max(peak, rssMb(sidecar.pid))));
+      maxRps.push(rps);
+      rssLoad.push(peak);
+      rows.push({
+        run: run + 1,
+        'calls/s': `max (c=${MAX_CONCURRENCY})`,
+        'direct p50 ms': '',
+        'direct p99 ms': '',
+        'sidecar p50 ms': '',
+        'sidecar p99 ms': '',
+        'added p50 ms': '',
+        'added p99 ms': '',
+        errors: '',
+        'max calls/s': round(rps, 0),
+        'sidecar RSS MB': round(peak, 1),
+      });
+    }
+  } finally {
+    await sidecar.stop();
+    await quota?.stop();
+    await sim.close();
+    await agent.close();
+    if (useRedis) {
+      const redis = new Redis(flags['redis-url']!);
+      const keys = await redis.keys(`${PREFIX}*`);
+      if (keys.length > 0) await redis.del(...keys);
+      redis.disconnect();
+    }
+  }
+
+  const setup = embedded
+    ? 'lease engine inside the sidecar'
+    : `quota-server over gRPC, ${useRedis ? 'Redis' : 'memory'} store`;
+  console.log(`sidecar + quota service (${setup}), ${RUNS} run(s) of ${SECONDS}s per phase`);
+  console.log(table(rows));
+  console.log(`sidecar RSS idle ${round(median(rssIdle), 1)} MB`);
+  const at500 = added[500]!;
+  console.log(
+    JSON.stringify({
+      added_p50_ms: round(median(at500.p50), 3),
+      added_p99_ms: round(median(at500.p99), 3),
+      max_rps: round(median(maxRps), 0),
+      rss_idle_mb: round(median(rssIdle), 1),
+      rss_load_mb: round(Math.max(...rssLoad), 1),
+    }),
+  );
+}
+
+await main();

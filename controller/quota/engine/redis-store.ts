@@ -1,0 +1,234 @@
+/**
+ * The lease store on Redis: every operation is one round trip running lease-store.lua, with
+ * Redis server time as the single clock. A provider's keys share the hash tag `{provider}`, so
+ * one script touches one slot and Redis Cluster works. Grants made by one engine for another
+ * engine's waiter are announced on a per-provider channel.
+ */
+import { readFileSync } from 'node:fs';
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import { StoreUnavailableError } from '../../../common/errors/errors.ts';
+import type { TokenUsage } from '../../../common/quota-api.ts';
+import {
+  budgetCounters,
+  GC_BATCH,
+  PUMP_BATCH,
+  RECORD_GRACE_MS,
+  SETTLED_GRACE_MS,
+  type GrantListener,
+  type LeaseStore,
+  type LimitPlan,
+  type SettleCommand,
+  type StoreAcquireResult,
+  type StoredRequest,
+  type StoreHeartbeatResult,
+  type StorePumpResult,
+  type StoreSettleResult,
+  type StoreUsage,
+  type StoreWaiterResult,
+} from './store.ts';
+
+const SCRIPT = readFileSync(new URL('./lease-store.lua', import.meta.url), 'utf8');
+
+export interface RedisStoreOptions {
+  /** A redis:// URL or ioredis options (ignored when `cluster` is given). */
+  redis: string | RedisOptions;
+  /** Redis Cluster seed nodes: the store talks to the cluster instead of one server. */
+  cluster?: Array<{ host: string; port: number }> | undefined;
+  /** Prepended to every key, e.g. `tl:` (tests use one per run). */
+  keyPrefix?: string;
+  /** Test clock; Redis TIME when omitted. */
+  clock?: () => number;
+  /** ioredis auto-pipelining (measured by bench:quota). */
+  autoPipelining?: boolean;
+}
+
+type LeaseCommand = (key: string, ...args: Array<string | number>) => Promise<string>;
+
+export class RedisLeaseStore implements LeaseStore {
+  readonly #redis: Redis | Cluster;
+  readonly #subscriber: Redis | Cluster;
+  readonly #prefix: string;
+  readonly #clock: (() => number) | undefined;
+  readonly #listeners: GrantListener[] = [];
+  readonly #resyncListeners: Array<() => void> = [];
+  #subscribed: Promise<void> | undefined;
+
+  constructor(options: RedisStoreOptions) {
+    const base: RedisOptions = {
+      enableAutoPipelining: options.autoPipelining ?? false,
+      maxRetriesPerRequest: 1,
+      // Fail fast while disconnected: the caller maps it to UNAVAILABLE and the sidecar applies
+      // the budget's failure mode, instead of requests piling up in an offline queue.
+      enableOfflineQueue: false,
+      lazyConnect: true,
+    };
+    if (options.cluster && options.cluster.length > 0) {
+      // Every key of a provider carries the hash tag {provider}: one script, one slot, one node.
+      this.#redis = new Cluster(options.cluster, {
+        enableAutoPipelining: base.enableAutoPipelining,
+        enableOfflineQueue: false,
+        lazyConnect: true,
+        redisOptions: { maxRetriesPerRequest: 1 },
+      });
+      // Classic (not sharded) pub/sub reaches every node of the cluster.
+      this.#subscriber = new Cluster(options.cluster, { lazyConnect: true });
+    } else {
+      this.#redis =
+        typeof options.redis === 'string'
+          ? new Redis(options.redis, base)
+          : new Redis({ ...options.redis, ...base });
+      this.#subscriber = this.#redis.duplicate({ enableOfflineQueue: true });
+    }
+    this.#redis.on('error', () => {
+      // Connection errors surface on the commands that fail; ioredis reconnects by itself.
+    });
+    this.#subscriber.on('error', () => {});
+    this.#redis.defineCommand('tokenleaseLease', { numberOfKeys: 1, lua: SCRIPT });
+    this.#prefix = options.keyPrefix ?? 'tl:';
+    this.#clock = options.clock;
+  }
+
+  async ready(): Promise<void> {
+    if (this.#redis.status === 'wait') await this.#redis.connect();
+    await this.#redis.ping();
+    this.#subscribed ??= this.#subscribe();
+    await this.#subscribed;
+  }
+
+  async close(): Promise<void> {
+    this.#subscriber.disconnect();
+    this.#redis.disconnect();
+  }
+
+  onGrant(listener: GrantListener): void {
+    this.#listeners.push(listener);
+  }
+
+  onResync(listener: () => void): void {
+    this.#resyncListeners.push(listener);
+  }
+
+  async #subscribe(): Promise<void> {
+    if (this.#subscriber.status === 'wait') await this.#subscriber.connect();
+    const pattern = `${escapeGlob(this.#prefix)}{*}:grants`;
+    this.#subscriber.on('pmessage', (_pattern: string, channel: string, message: string) => {
+      const provider = channel.slice(this.#prefix.length + 1, -'}:grants'.length);
+      const ids = JSON.parse(message) as unknown;
+      if (!Array.isArray(ids) || ids.length === 0) return;
+      for (const listener of this.#listeners) listener(provider, ids as string[]);
+    });
+    await this.#subscriber.psubscribe(pattern);
+    // ioredis subscribes again after a reconnect, but what was published meanwhile is lost.
+    let connected = true;
+    this.#subscriber.on('close', () => (connected = false));
+    this.#subscriber.on('ready', () => {
+      if (connected) return;
+      connected = true;
+      for (const listener of this.#resyncListeners) listener();
+    });
+  }
+
+  async #run<T>(provider: string, op: string, ...args: Array<string | number>): Promise<T> {
+    const base = `${this.#prefix}{${provider}}`;
+    const command = (this.#redis as unknown as { tokenleaseLease: LeaseCommand }).tokenleaseLease;
+    let raw: string;
+    try {
+      raw = await command.call(
+        this.#redis,
+        `${base}:m`,
+        op,
+        base,
+        this.#clock ? String(this.#clock()) : '',
+        RECORD_GRACE_MS,
+        GC_BATCH,
+        PUMP_BATCH,
+        SETTLED_GRACE_MS,
+        ...args,
+      );
+    } catch (error) {
+      throw new StoreUnavailableError(`redis: ${(error as Error).message}`, { cause: error });
+    }
+    const result = JSON.parse(raw) as T & { grantedIds?: unknown };
+    // cjson writes an empty array as {}.
+    if (!Array.isArray(result.grantedIds)) result.grantedIds = [];
+    return result;
+  }
+
+  acquire(provider: string, request: StoredRequest): Promise<StoreAcquireResult> {
+    return this.#run(provider, 'acquire', JSON.stringify(request));
+  }
+
+  settle(provider: string, command: SettleCommand): Promise<StoreSettleResult> {
+    return this.#run(
+      provider,
+      'settle',
+      command.leaseId,
+      command.usage.inputTokens,
+      command.usage.outputTokens,
+      command.outcome,
+      command.retryAfterMs ?? 0,
+      command.resetAtMs ?? 0,
+      command.rateLimits && command.rateLimits.length > 0 ? JSON.stringify(command.rateLimits) : '',
+    );
+  }
+
+  heartbeat(
+    provider: string,
+    leaseId: string,
+    extendMs: number,
+    usedSoFar?: TokenUsage,
+  ): Promise<StoreHeartbeatResult> {
+    return this.#run(
+      provider,
+      'heartbeat',
+      leaseId,
+      extendMs,
+      usedSoFar ? usedSoFar.inputTokens : '',
+      usedSoFar ? usedSoFar.outputTokens : '',
+    );
+  }
+
+  pump(provider: string): Promise<StorePumpResult> {
+    return this.#run(provider, 'pump');
+  }
+
+  claim(provider: string, waiterId: string): Promise<StoreWaiterResult> {
+    return this.#run(provider, 'claim', waiterId);
+  }
+
+  cancel(provider: string, waiterId: string): Promise<StoreWaiterResult> {
+    return this.#run(provider, 'cancel', waiterId);
+  }
+
+  async usage(provider: string, limits: LimitPlan[]): Promise<StoreUsage> {
+    const raw = await this.#run<{
+      nowMs: number;
+      limits: StoreUsage['limits'] | Record<string, never>;
+      counters: string[] | Record<string, never>;
+      waiters: number;
+      closedUntilMs: number;
+      closedReason: string;
+    }>(provider, 'usage', JSON.stringify(limits));
+    const counters = Array.isArray(raw.counters) ? raw.counters : [];
+    const pairs: Array<[string, number]> = [];
+    for (let i = 0; i < counters.length; i += 2) pairs.push([counters[i]!, Number(counters[i + 1])]);
+    const { budgets, inFlight } = budgetCounters(pairs);
+    return {
+      nowMs: raw.nowMs,
+      limits: Array.isArray(raw.limits) ? raw.limits : [],
+      closedUntilMs: raw.closedUntilMs,
+      closedReason: raw.closedReason,
+      inFlight,
+      waiters: raw.waiters,
+      budgets,
+    };
+  }
+
+  async forgetBudget(provider: string, budget: string, capKeys: string[]): Promise<void> {
+    await this.#run(provider, 'forgetBudget', budget, JSON.stringify(capKeys));
+  }
+}
+
+function escapeGlob(text: string): string {
+  return text.replace(/[*?[\]\\]/g, '\\$&');
+}

@@ -1,0 +1,235 @@
+/**
+ * The lease store: the atomic operations behind the engine. Two implementations with the same
+ * semantics — memory-store.ts (embedded mode, tests) and redis-store.ts (one Lua script) — are
+ * held to one conformance suite (store-conformance.ts).
+ *
+ * Model, per provider (everything of one provider lives under one Redis hash tag):
+ * - A window limit keeps its charges in buckets of `bucketMs`; the amount in a window is the sum
+ *   of the buckets overlapping [now - window - margin, now]. Counting a little more than the
+ *   window (never less) means the provider, which sees a call slightly after we grant it, can
+ *   never count more in its own window than we did.
+ * - A concurrency limit counts leases in flight. Every lease has an expiry; an expired lease frees
+ *   its slots the next time any operation touches the provider, so no sweeper is needed.
+ * - Waiters queue in one global order per provider (a sorted set); every operation first grants
+ *   from the head of the queue what now fits, so capacity is never given past a waiter.
+ */
+import type { Dimension } from '../../../common/budgets/types.ts';
+import type { Outcome, RateLimitObservation, Reservation, TokenUsage } from '../../../common/quota-api.ts';
+
+export interface LimitPlan {
+  /** Stable id of the limit: counts survive edits of its amount. */
+  key: string;
+  dimension: Dimension;
+  /** What may be in the window (or in flight) now. */
+  amount: number;
+  /** 0 for concurrency. */
+  windowMs: number;
+  bucketMs: number;
+  marginMs: number;
+  /** What this request takes of it. */
+  need: number;
+  /** For messages: "LLMProvider llm/glm totalTokens per 1m". */
+  label: string;
+  /** `provider`, or the budget id of a cap. */
+  scope: string;
+  /** Empty: every model. */
+  model: string;
+  /** Learns a lower effective amount from upstream refusals and headers (the provider's own limits). */
+  adaptive: boolean;
+}
+
+export interface StoredRequest {
+  /** Becomes the lease id when granted. */
+  id: string;
+  budget: string;
+  /** Higher first within the budget; 0 (batch) only on capacity no one else asks for. */
+  priority: number;
+  /** The budget's share of contended capacity, its guaranteed share folded in. */
+  weight: number;
+  /** Virtual time the request costs its budget: its dominant share of the provider's limits. */
+  cost: number;
+  /** A waiter older than this goes before newer ones of higher priority in its budget. */
+  agingMs: number;
+  /** How adaptive limits probe back up; null when the provider does not adapt. */
+  adaptation: { probeMs: number; maxProbeMs: number } | null;
+  limits: LimitPlan[];
+  leaseTimeoutMs: number;
+  maxWaitMs: number;
+  reserved: Reservation;
+}
+
+export interface StoredLease {
+  id: string;
+  budget: string;
+  enqueuedAtMs: number;
+  grantedAtMs: number;
+  expiresAtMs: number;
+  reserved: Reservation;
+}
+
+/** Ids of waiters granted by an operation: their owners must be told. */
+export interface Granting {
+  grantedIds: string[];
+}
+
+export type StoreAcquireResult = Granting &
+  (
+    | { kind: 'granted'; nowMs: number; lease: StoredLease }
+    | { kind: 'queued'; nowMs: number; wakeAtMs: number }
+    | { kind: 'rejected'; nowMs: number; retryAtMs: number; limit: string }
+  );
+
+export type StoreSettleResult = Granting &
+  (
+    | { kind: 'settled' | 'alreadySettled' | 'settledAfterExpiry'; charged: Reservation; settledAtMs: number }
+    | { kind: 'unknown' }
+  );
+
+export type StoreHeartbeatResult = Granting &
+  ({ kind: 'extended'; expiresAtMs: number } | { kind: 'unknown' | 'expired' | 'settled' });
+
+export type StoreWaiterResult = Granting &
+  (
+    | { kind: 'granted'; lease: StoredLease }
+    | { kind: 'waiting'; wakeAtMs: number }
+    | { kind: 'gone'; nowMs: number; retryAtMs: number; limit: string }
+  );
+
+export interface StorePumpResult extends Granting {
+  nowMs: number;
+  /** When time alone may let the head of the queue in (0: nothing waits on time). */
+  wakeAtMs: number;
+}
+
+export interface StoreLimitUsage {
+  key: string;
+  used: number;
+  /** After adaptation (the declared amount when nothing was learned). */
+  effective: number;
+}
+
+export interface StoreUsage {
+  nowMs: number;
+  limits: StoreLimitUsage[];
+  closedUntilMs: number;
+  closedReason: string;
+  inFlight: number;
+  waiters: number;
+  budgets: Array<{
+    budget: string;
+    inFlight: number;
+    waiters: number;
+    granted: number;
+    rejected: number;
+    refusals: Record<string, number>;
+  }>;
+}
+
+export interface SettleCommand {
+  leaseId: string;
+  usage: TokenUsage;
+  outcome: Outcome;
+  retryAfterMs?: number | undefined;
+  resetAtMs?: number | undefined;
+  rateLimits?: RateLimitObservation[] | undefined;
+}
+
+/** Grants are announced to every engine sharing the store, so the one holding the waiter wakes. */
+export type GrantListener = (provider: string, waiterIds: string[]) => void;
+
+export interface LeaseStore {
+  /** Grants now, queues (maxWaitMs > 0 and the deadline can be met), or rejects. */
+  acquire(provider: string, request: StoredRequest): Promise<StoreAcquireResult>;
+  settle(provider: string, command: SettleCommand): Promise<StoreSettleResult>;
+  heartbeat(
+    provider: string,
+    leaseId: string,
+    extendMs: number,
+    usedSoFar?: TokenUsage,
+  ): Promise<StoreHeartbeatResult>;
+  /** Grants what fits from the head of the queue; run when time may have freed capacity. */
+  pump(provider: string): Promise<StorePumpResult>;
+  /** A waiter's state; a granted waiter is handed over (and forgotten) here. */
+  claim(provider: string, waiterId: string): Promise<StoreWaiterResult>;
+  /** Gives up a wait; returns the lease instead if it was granted meanwhile. */
+  cancel(provider: string, waiterId: string): Promise<StoreWaiterResult>;
+  usage(provider: string, limits: LimitPlan[]): Promise<StoreUsage>;
+  /** Forgets a budget's caps and counters (a deleted LLMBudget). */
+  forgetBudget(provider: string, budget: string, capKeys: string[]): Promise<void>;
+  onGrant(listener: GrantListener): void;
+  /** After announcements may have been missed (a lost connection): holders re-check their waiters. */
+  onResync(listener: () => void): void;
+  /** Resolves once the store answers. */
+  ready(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** What an outcome charges: an unsent call costs only its request. */
+export function chargeFor(dimension: Dimension, usage: TokenUsage, outcome: Outcome): number {
+  if (dimension === 'requests') return 1;
+  if (outcome === 'notSent') return 0;
+  switch (dimension) {
+    case 'inputTokens':
+      return usage.inputTokens;
+    case 'outputTokens':
+      return usage.outputTokens;
+    case 'totalTokens':
+      return usage.inputTokens + usage.outputTokens;
+    default:
+      return 0;
+  }
+}
+
+/**
+ * Expired and timed-out records are kept this long so a late settle still corrects the token
+ * counts; a settled record shrinks to its answer and is kept SETTLED_GRACE_MS for repeats.
+ */
+export const RECORD_GRACE_MS = 10 * 60_000;
+export const SETTLED_GRACE_MS = 60_000;
+/** How many expired leases or records one operation cleans up at most. */
+export const GC_BATCH = 200;
+/** How many waiters one operation grants at most (the rest on the next). */
+export const PUMP_BATCH = 64;
+
+/** Batch (priority 0) waits in its own tier, served only when the first tier is empty. */
+export function tierOf(priority: number): 0 | 1 {
+  return priority <= 0 ? 1 : 0;
+}
+
+/** A window refusal with no stated reset closes the provider this long. */
+export const DEFAULT_CLOSE_MS = 60_000;
+/** Longest closure a provider's hint may impose (a bad header must not close it for days). */
+export const MAX_CLOSE_MS = 7 * 86_400_000;
+/** A refused rate is set this far below the count at which the provider refused. */
+export const RATE_BACKOFF = 0.97;
+/** Anthropic rounds token remaining values to thousands: smaller gaps are not outside use. */
+export const TOKEN_HEADER_TOLERANCE = 1000;
+
+/**
+ * Per-budget figures from the store's counters, named `kind:budget` (bi in flight, bw waiting,
+ * g granted, r rejected) or `o:budget:outcome` (upstream refusals); budget ids hold no colon.
+ */
+export function budgetCounters(counters: Iterable<[string, number]>): {
+  budgets: StoreUsage['budgets'];
+  inFlight: number;
+} {
+  const budgets = new Map<string, StoreUsage['budgets'][number]>();
+  let inFlight = 0;
+  for (const [field, value] of counters) {
+    const [kind, budget, outcome] = field.split(':');
+    if (!budget) continue;
+    let entry = budgets.get(budget);
+    if (!entry) {
+      entry = { budget, inFlight: 0, waiters: 0, granted: 0, rejected: 0, refusals: {} };
+      budgets.set(budget, entry);
+    }
+    if (kind === 'bi') {
+      entry.inFlight = value;
+      inFlight += value;
+    } else if (kind === 'bw') entry.waiters = value;
+    else if (kind === 'g') entry.granted = value;
+    else if (kind === 'r') entry.rejected = value;
+    else if (kind === 'o' && outcome) entry.refusals[outcome] = value;
+  }
+  return { budgets: [...budgets.values()].sort((a, b) => a.budget.localeCompare(b.budget)), inFlight };
+}

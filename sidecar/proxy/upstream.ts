@@ -1,0 +1,88 @@
+/**
+ * The HTTP side towards providers: one undici Agent (a keep-alive pool per upstream origin) with
+ * connect, headers and body timeouts, and the header rewriting in both directions.
+ */
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import { Agent } from 'undici';
+
+export interface UpstreamTimeouts {
+  connectTimeoutMs: number;
+  /** From sending the request to the response headers. */
+  headersTimeoutMs: number;
+  /** Longest silence between two body chunks (a stream may run longer in total). */
+  bodyTimeoutMs: number;
+}
+
+export function createUpstreamAgent(timeouts: UpstreamTimeouts): Agent {
+  return new Agent({
+    connect: { timeout: timeouts.connectTimeoutMs },
+    headersTimeout: timeouts.headersTimeoutMs,
+    bodyTimeout: timeouts.bodyTimeoutMs,
+    keepAliveTimeout: 30_000,
+    keepAliveMaxTimeout: 300_000,
+    // Provider streams are long-lived: do not cap connections per origin below what calls need.
+    connections: null,
+    pipelining: 1,
+  });
+}
+
+/** Hop-by-hop headers (RFC 9110 section 7.6.1) and those the sidecar sets itself. */
+const DROP_REQUEST = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authorization',
+  'proxy-authenticate',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'host',
+  'content-length',
+  // The app's own key never reaches the provider: the sidecar injects the provider's.
+  'authorization',
+  'x-api-key',
+  'api-key',
+  // Streams are parsed for usage, so they must arrive uncompressed.
+  'accept-encoding',
+  'expect',
+]);
+
+const DROP_RESPONSE = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'upgrade',
+  'trailer',
+]);
+
+/** The headers sent upstream: the app's, less hop-by-hop, credentials and sidecar controls, plus the key. */
+export function upstreamRequestHeaders(
+  incoming: IncomingHttpHeaders,
+  auth: [string, string] | undefined,
+): Record<string, string | string[]> {
+  const headers: Record<string, string | string[]> = {};
+  for (const [name, value] of Object.entries(incoming)) {
+    if (value === undefined || DROP_REQUEST.has(name) || name.startsWith('x-tokenlease-')) continue;
+    headers[name] = value;
+  }
+  headers['content-type'] = 'application/json';
+  headers['accept-encoding'] = 'identity';
+  if (auth !== undefined) headers[auth[0]] = auth[1];
+  return headers;
+}
+
+/** The headers passed back to the app; `content-length` goes when the body is changed on the way. */
+export function clientResponseHeaders(
+  upstream: Record<string, string | string[] | undefined>,
+  bodyChanged: boolean,
+): OutgoingHttpHeaders {
+  const headers: OutgoingHttpHeaders = {};
+  for (const [name, value] of Object.entries(upstream)) {
+    if (value === undefined || DROP_RESPONSE.has(name)) continue;
+    if (bodyChanged && name === 'content-length') continue;
+    headers[name] = value;
+  }
+  return headers;
+}
