@@ -14,7 +14,12 @@ export default defineConfig({
       {
         test: {
           name: 'redis',
-          include: ['test/redis/**/*.test.ts', 'test/e2e/**/*.test.ts', 'test/sim-provider/**/*.test.ts', 'test/sidecar/**/*.test.ts'],
+          include: [
+            'test/redis/**/*.test.ts',
+            'test/e2e/**/*.test.ts',
+            'test/sim-provider/**/*.test.ts',
+            'test/sidecar/**/*.test.ts',
+          ],
           testTimeout: 60_000,
           hookTimeout: 60_000,
           fileParallelism: false,

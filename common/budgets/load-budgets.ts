@@ -16,7 +16,9 @@ export interface BudgetSet {
 
 function formatIssues(error: z.ZodError, prefix: string): string[] {
   return error.issues.map((issue) => {
-    const path = issue.path.map((part) => (typeof part === 'number' ? `[${part}]` : `.${String(part)}`)).join('');
+    const path = issue.path
+      .map((part) => (typeof part === 'number' ? `[${part}]` : `.${String(part)}`))
+      .join('');
     return `${prefix}${path}: ${issue.message}`;
   });
 }
@@ -34,7 +36,9 @@ export function parseObject(value: unknown, where: string): LLMProvider | LLMBud
     if (!result.success) throw new BudgetValidationError(where, formatIssues(result.error, 'LLMBudget'));
     return result.data;
   }
-  throw new BudgetValidationError(where, [`kind: must be LLMProvider or LLMBudget, got ${JSON.stringify(kind)}`]);
+  throw new BudgetValidationError(where, [
+    `kind: must be LLMProvider or LLMBudget, got ${JSON.stringify(kind)}`,
+  ]);
 }
 
 /** Every object in a YAML text (documents separated by `---`; empty documents skipped). */
@@ -43,7 +47,10 @@ export function parseBudgetsYaml(text: string, source: string): Array<LLMProvide
   parseAllDocuments(text).forEach((doc, index) => {
     const where = `${source} document ${index + 1}`;
     if (doc.errors.length > 0) {
-      throw new BudgetValidationError(where, doc.errors.map((e) => `YAML: ${e.message.split('\n')[0]}`));
+      throw new BudgetValidationError(
+        where,
+        doc.errors.map((e) => `YAML: ${e.message.split('\n')[0]}`),
+      );
     }
     const value = doc.toJS();
     if (value === null || value === undefined) return;
@@ -65,11 +72,14 @@ export function buildBudgetSet(objects: Array<LLMProvider | LLMBudget>): BudgetS
   }
   for (const [id, budget] of budgets) {
     const ref = objectId(budget.spec.providerRef, budget.metadata.namespace);
-    if (!providers.has(ref)) issues.push(`LLMBudget ${id}: spec.providerRef names unknown LLMProvider ${ref}`);
+    if (!providers.has(ref))
+      issues.push(`LLMBudget ${id}: spec.providerRef names unknown LLMProvider ${ref}`);
     budget.spec.fallbacks?.forEach((fallback, index) => {
       const fallbackRef = objectId(fallback.providerRef, budget.metadata.namespace);
       if (!providers.has(fallbackRef)) {
-        issues.push(`LLMBudget ${id}: spec.fallbacks[${index}].providerRef names unknown LLMProvider ${fallbackRef}`);
+        issues.push(
+          `LLMBudget ${id}: spec.fallbacks[${index}].providerRef names unknown LLMProvider ${fallbackRef}`,
+        );
       }
     });
   }

@@ -13,7 +13,16 @@ export const DIMENSIONS = ['requests', 'inputTokens', 'outputTokens', 'totalToke
 export type Dimension = (typeof DIMENSIONS)[number];
 
 /** Refusal dialects (shared/docs/PROVIDERS.md): how a provider's refusals and headers are read. */
-export const FLAVORS = ['openai', 'azure', 'anthropic', 'glm', 'deepseek', 'gemini', 'moonshot', 'dashscope'] as const;
+export const FLAVORS = [
+  'openai',
+  'azure',
+  'anthropic',
+  'glm',
+  'deepseek',
+  'gemini',
+  'moonshot',
+  'dashscope',
+] as const;
 export type Flavor = (typeof FLAVORS)[number];
 
 export const APIS = ['openai', 'anthropic'] as const;
@@ -70,7 +79,11 @@ export const limitSchema = z
       ctx.addIssue({ code: 'custom', path: ['window'], message: 'concurrency limits take no window' });
     }
     if (limit.dimension !== 'concurrency' && limit.window === undefined) {
-      ctx.addIssue({ code: 'custom', path: ['window'], message: `a ${limit.dimension} limit needs a window` });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['window'],
+        message: `a ${limit.dimension} limit needs a window`,
+      });
     }
   });
 export type Limit = z.infer<typeof limitSchema>;
@@ -91,9 +104,7 @@ function refineUniqueLimits(limits: Limit[], ctx: z.RefinementCtx, path: string)
   });
 }
 
-export const objectRefSchema = z
-  .object({ name: nameSchema, namespace: namespaceSchema.optional() })
-  .strict();
+export const objectRefSchema = z.object({ name: nameSchema, namespace: namespaceSchema.optional() }).strict();
 export type ObjectRef = z.infer<typeof objectRefSchema>;
 
 export const metadataSchema = z
@@ -111,7 +122,10 @@ export const metadataSchema = z
 const credentialsSchema = z
   .object({
     /** On Kubernetes: the Secret holding the key, mounted into the sidecar only. */
-    secretRef: z.object({ name: nameSchema, key: z.string().min(1).max(253) }).strict().optional(),
+    secretRef: z
+      .object({ name: nameSchema, key: z.string().min(1).max(253) })
+      .strict()
+      .optional(),
     /** Outside Kubernetes: a file holding the key. */
     file: z.string().min(1).optional(),
     /** Outside Kubernetes: an environment variable of the sidecar holding the key. */
@@ -166,7 +180,12 @@ export const providerSpecSchema = z
      * idea, kept on the referenced object): its own namespace always may; `*` allows every one.
      */
     allowedNamespaces: z
-      .array(z.string().max(63).regex(/^(\*|[a-z0-9]([-a-z0-9]*[a-z0-9])?)$/, 'must be a namespace name or *'))
+      .array(
+        z
+          .string()
+          .max(63)
+          .regex(/^(\*|[a-z0-9]([-a-z0-9]*[a-z0-9])?)$/, 'must be a namespace name or *'),
+      )
       .max(256)
       .optional(),
     /**
@@ -194,7 +213,10 @@ export const providerSpecSchema = z
   .superRefine((spec, ctx) => refineUniqueLimits(spec.limits, ctx, 'limits'));
 export type ProviderSpec = z.infer<typeof providerSpecSchema>;
 
-export const prioritySchema = z.union([z.enum(['interactive', 'standard', 'batch']), z.number().int().min(0).max(1000)]);
+export const prioritySchema = z.union([
+  z.enum(['interactive', 'standard', 'batch']),
+  z.number().int().min(0).max(1000),
+]);
 export type Priority = z.infer<typeof prioritySchema>;
 
 export const fallbackSchema = z
@@ -213,7 +235,10 @@ export const fallbackSchema = z
 export const workloadsSchema = z
   .object({
     serviceAccounts: z.array(nameSchema).max(100).optional(),
-    podSelector: z.object({ matchLabels: z.record(z.string(), z.string()) }).strict().optional(),
+    podSelector: z
+      .object({ matchLabels: z.record(z.string(), z.string()) })
+      .strict()
+      .optional(),
   })
   .strict();
 
@@ -226,7 +251,12 @@ export const cacheModelSchema = z
     model: z.string().min(1).max(200),
     enabled: z.boolean().optional(),
     ttl: durationSchema(1_000, 7 * 86_400_000).optional(),
-    maxEntryBytes: z.number().int().positive().max(64 * 1024 * 1024).optional(),
+    maxEntryBytes: z
+      .number()
+      .int()
+      .positive()
+      .max(64 * 1024 * 1024)
+      .optional(),
     requests: z.enum(CACHE_REQUESTS).optional(),
   })
   .strict();
@@ -318,7 +348,10 @@ export const budgetSchema = z
 export type LLMBudget = z.infer<typeof budgetSchema>;
 
 /** `namespace/name`, the id used on the wire and in store keys. */
-export function objectId(meta: { namespace?: string | undefined; name: string }, defaultNamespace = 'default'): string {
+export function objectId(
+  meta: { namespace?: string | undefined; name: string },
+  defaultNamespace = 'default',
+): string {
   return `${meta.namespace ?? defaultNamespace}/${meta.name}`;
 }
 

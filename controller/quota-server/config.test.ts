@@ -34,7 +34,9 @@ describe('quota-server config', () => {
   });
 
   it('reads the identity mode, refusing an unknown one', () => {
-    expect(loadConfig(['--budgets', 'redis', '--identity', 'kubernetes', '--kubeconfig', '/k'], {})).toMatchObject({
+    expect(
+      loadConfig(['--budgets', 'redis', '--identity', 'kubernetes', '--kubeconfig', '/k'], {}),
+    ).toMatchObject({
       budgets: 'redis',
       identity: 'kubernetes',
       kubeconfig: '/k',

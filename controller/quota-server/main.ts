@@ -210,9 +210,13 @@ export async function startQuotaServerFromConfig(
       await savings?.close();
       await created.close();
       await feed.close();
-      throw new ConfigError(config.sources.metricsListen, `cannot listen on ${config.metricsListen}: ${(error as Error).message}`, {
-        cause: error,
-      });
+      throw new ConfigError(
+        config.sources.metricsListen,
+        `cannot listen on ${config.metricsListen}: ${(error as Error).message}`,
+        {
+          cause: error,
+        },
+      );
     }
     logger.info('metrics listening', { listen: config.metricsListen, port: metrics.port });
   }
