@@ -139,9 +139,8 @@ describe('adaptive limits learned from upstream refusals', () => {
     expect(steady.toMs - steady.fromMs).toBeGreaterThan(5_000);
     const concurrency = (await effectiveLimits(cluster)).find((limit) => limit.dimension === 'concurrency')!;
     expect(concurrency.limit).toBe(8);
-    // The order in which the refused calls had been granted (1 = first grant of the run): the
-    // engine lowers to (slots in use at grant) - 1, which undershoots when calls reach the
-    // provider in another order than they were granted.
+    // The order in which the refused calls had been granted (1 = first grant of the run), for
+    // the message: calls reach the provider in another order than they were granted.
     const grantOrder = sent
       .flatMap(({ callId, result }) => (result.kind === 'sent' ? [{ callId, at: result.grantedAtMs }] : []))
       .sort((a, b) => a.at - b.at)

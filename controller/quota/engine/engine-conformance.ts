@@ -568,6 +568,18 @@ export function describeEngineConformance(name: string, factory: EngineFactory):
         await expect(engine.acquire(request())).resolves.toBeDefined();
       });
 
+      it('learns concurrency from the slots in use, not the grant order, when calls arrive out of order', async () => {
+        const engine = await engineWith(budgetsWith('[{dimension: concurrency, amount: 8}]'));
+        const leases = [];
+        for (let i = 0; i < 8; i++) leases.push(await engine.acquire(request()));
+        // The provider really allows 5, and the 1st, 2nd and 3rd grants reached it last.
+        for (const lease of leases.slice(0, 3)) {
+          await engine.settle({ leaseId: lease.leaseId, usage: ok, outcome: 'refusedConcurrency' });
+        }
+        const limit = (await engine.usage(PROVIDER)).providers[0]!.limits[0]!;
+        expect(limit).toMatchObject({ limit: 8, effectiveLimit: 5, used: 5 });
+      });
+
       it('lowers concurrency to where the provider refused, and probes back up after quiet', async () => {
         const engine = await engineWith(budgetsWith('[{dimension: concurrency, amount: 8}]'));
         const leases = [];

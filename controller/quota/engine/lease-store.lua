@@ -209,8 +209,8 @@ local function grant(rec, unclaimed)
   rec.slots = {}
   for _, plan in ipairs(req.limits) do
     if plan.windowMs == 0 then
-      local in_use = redis.call('HINCRBY', KC, plan.key, plan.need)
-      rec.slots[#rec.slots + 1] = { k = plan.key, g = in_use }
+      redis.call('HINCRBY', KC, plan.key, plan.need)
+      rec.slots[#rec.slots + 1] = { k = plan.key }
     else
       local bucket, before = charge_now(plan, plan.need)
       rec.win[#rec.win + 1] = { k = plan.key, d = plan.dimension, b = bucket, c = plan.need, w = before }
@@ -431,7 +431,9 @@ local function adapt(rec, outcome, retry_after, reset_at, observations)
     for _, slot in ipairs(rec.slots) do
       local plan = plan_of(rec, slot.k)
       if plan and plan.adaptive then
-        local estimate = slot.g - 1
+        -- The provider refused because the account's other calls filled it: the slots still in
+        -- use once this one is freed bound that from above, whatever order calls reached it in.
+        local estimate = tonumber(redis.call('HGET', KC, slot.k)) or 0
         if estimate < 1 then estimate = 1 end
         lower(plan, estimate, adaptation)
       end

@@ -47,8 +47,6 @@ interface WindowCharge {
 
 interface SlotCharge {
   key: string;
-  /** Slots in use including this one when granted. */
-  atGrant: number;
 }
 
 type RecordState = 'waiting' | 'timedOut' | 'active' | 'expired' | 'settled';
@@ -467,7 +465,7 @@ export class MemoryLeaseStore implements LeaseStore {
       if (plan.windowMs === 0) {
         const inUse = (state.concurrency.get(plan.key) ?? 0) + plan.need;
         state.concurrency.set(plan.key, inUse);
-        record.slots.push({ key: plan.key, atGrant: inUse });
+        record.slots.push({ key: plan.key });
         continue;
       }
       const window = this.#window(state, plan, now);
@@ -684,7 +682,12 @@ export class MemoryLeaseStore implements LeaseStore {
     if (command.outcome === 'refusedConcurrency') {
       for (const slot of record.slots) {
         const plan = plans.get(slot.key);
-        if (plan?.adaptive) this.#lower(state, plan, Math.max(1, slot.atGrant - 1), now, adaptation);
+        // The provider refused because the account's other calls filled it: the slots still in
+        // use once this one is freed bound that from above, whatever order calls reached it in.
+        if (plan?.adaptive) {
+          const inUse = state.concurrency.get(slot.key) ?? 0;
+          this.#lower(state, plan, Math.max(1, inUse), now, adaptation);
+        }
       }
     } else if (command.outcome === 'refusedRate') {
       // The window nearest its limit at grant is the one the provider most likely refused.
