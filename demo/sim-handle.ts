@@ -4,6 +4,7 @@
  * ledger is the source of truth for what the provider saw.
  */
 import { spawn } from 'node:child_process';
+import { extname } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
@@ -20,7 +21,8 @@ export interface SimHandle {
   close(): Promise<void>;
 }
 
-const CLI = fileURLToPath(new URL('../bin/tokenlease.ts', import.meta.url));
+/** The CLI beside this module: bin/tokenlease.ts from source, bin/tokenlease.js from dist/. */
+const CLI = fileURLToPath(new URL(`../bin/tokenlease${extname(import.meta.url)}`, import.meta.url));
 
 /**
  * Starts `tokenlease sim-provider` as a child process: a provider is another process, and keeping
