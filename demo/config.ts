@@ -3,10 +3,9 @@
  * The demo reads no environment variables; `env` is taken for the dispatcher's signature.
  */
 import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { z } from 'zod';
+import { parseFlags, parseValue } from '../common/config/flags.ts';
 import { parseDuration } from '../common/duration.ts';
-import { ConfigError } from '../common/errors/errors.ts';
 
 export const DEMO_FLAVOURS = ['glm', 'openai', 'anthropic', 'deepseek'] as const;
 export type DemoFlavour = (typeof DEMO_FLAVOURS)[number];
@@ -85,22 +84,7 @@ const FLAGS = {
 type FlagName = keyof typeof FLAGS;
 
 function parse<N extends FlagName>(name: N, value: string): z.output<(typeof FLAGS)[N]> {
-  const result = FLAGS[name].safeParse(value);
-  if (!result.success) throw new ConfigError(`--${name}`, result.error.issues[0]?.message ?? 'invalid value');
-  return result.data as z.output<(typeof FLAGS)[N]>;
-}
-
-/** parseArgs' errors, reworded to name the flag at fault. */
-function argumentError(error: unknown): ConfigError {
-  const code = (error as { code?: string }).code;
-  const message = error instanceof Error ? error.message : String(error);
-  const named = /'([^' ]+)/.exec(message)?.[1] ?? 'arguments';
-  if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') return new ConfigError(named, 'unknown flag (see --help)');
-  if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') return new ConfigError(named, 'needs a value');
-  if (code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') {
-    return new ConfigError(named, 'unexpected argument (demo takes only flags)');
-  }
-  return new ConfigError('arguments', message);
+  return parseValue(FLAGS[name], value, `--${name}`) as z.output<(typeof FLAGS)[N]>;
 }
 
 export function loadConfig(
@@ -108,22 +92,16 @@ export function loadConfig(
   _env: Readonly<Record<string, string | undefined>>,
   cwd: string,
 ): DemoConfig {
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    ({ values } = parseArgs({
-      args: [...argv],
-      strict: true,
-      allowPositionals: false,
-      options: {
-        ...Object.fromEntries(Object.keys(FLAGS).map((name) => [name, { type: 'string' as const }])),
-        // The American spelling, as the budgets' `flavor` field is spelled.
-        'provider-flavor': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }));
-  } catch (error) {
-    throw argumentError(error);
-  }
+  const values = parseFlags(
+    argv,
+    {
+      ...Object.fromEntries(Object.keys(FLAGS).map((name) => [name, { type: 'string' as const }])),
+      // The American spelling, as the budgets' `flavor` field is spelled.
+      'provider-flavor': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    'demo',
+  );
   const text = (name: string) => values[name] as string | undefined;
   const flavourText = text('provider-flavour') ?? text('provider-flavor');
   const duration = text('duration');

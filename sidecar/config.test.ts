@@ -46,7 +46,7 @@ describe('loadConfig', () => {
     [[...required, '--local-share', '0'], '--local-share'],
     [[...required, '--max-retries=-1'], '--max-retries'],
     [[...required, '--default-timeout', '20m'], '--default-timeout'],
-    [[...required, '--unknown', 'x'], 'argv'],
+    [[...required, '--unknown', 'x'], '--unknown'],
   ])('%j is refused naming %s', (argv, field) => {
     try {
       loadConfig(argv, {});

@@ -2,9 +2,8 @@
  * The sidecar's configuration: flags, else TOKENLEASE_* environment variables, else defaults;
  * validated once at start-up. A bad value stops the sidecar with a ConfigError naming the field.
  */
-import { parseArgs } from 'node:util';
 import { z } from 'zod';
-import { parseDuration } from '../common/duration.ts';
+import { durationSchema, parseFlags } from '../common/config/flags.ts';
 import { ConfigError } from '../common/errors/errors.ts';
 
 export type QuotaTarget = { kind: 'embedded' } | { kind: 'grpc'; target: string };
@@ -76,18 +75,7 @@ function bytes(text: string): number | undefined {
   return match && unit !== undefined ? Math.floor(Number(match[1]) * unit) : undefined;
 }
 
-const duration = (min: number, max: number) =>
-  z.string().transform((text, ctx) => {
-    const ms = parseDuration(text);
-    if (ms === undefined || ms < min || ms > max) {
-      ctx.addIssue({
-        code: 'custom',
-        message: `must be a duration between ${min}ms and ${max}ms, such as 500ms, 30s or 5m`,
-      });
-      return z.NEVER;
-    }
-    return ms;
-  });
+const duration = (minMs: number, maxMs: number) => durationSchema(minMs, maxMs, '500ms, 30s or 5m');
 
 const size = (min: number, max: number, example: string) =>
   z.string().transform((text, ctx) => {
@@ -153,13 +141,7 @@ const schema = z.object({
 /** The one reader of the sidecar's flags and environment. */
 export function loadConfig(argv: readonly string[], env: Record<string, string | undefined>): SidecarConfig {
   const options = Object.fromEntries(Object.keys(FIELDS).map((name) => [name, { type: 'string' as const }]));
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    values = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false })
-      .values as typeof values;
-  } catch (error) {
-    throw new ConfigError('argv', (error as Error).message);
-  }
+  const values = parseFlags(argv, options, 'sidecar');
   const raw: Partial<Record<Field, string>> = {};
   for (const [name, [variable, fallback]] of Object.entries(FIELDS) as Array<
     [Field, readonly [string, string | undefined]]

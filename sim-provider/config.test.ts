@@ -88,7 +88,7 @@ describe('loadConfig', () => {
     expect(configError(() => loadConfig(['--limits', 'requests=5/1m,requests=6/1m'], {})).field).toBe(
       '--limits[1]',
     );
-    expect(configError(() => loadConfig(['--bogus'], {})).field).toBe('argv');
+    expect(configError(() => loadConfig(['--bogus'], {})).field).toBe('--bogus');
     expect(configError(() => loadConfig(['--per-token-ms', '1', '--tokens-per-second', '5'], {})).field).toBe(
       '--tokens-per-second',
     );

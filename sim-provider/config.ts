@@ -5,10 +5,10 @@
  * falls back to a default.
  */
 import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { DIMENSIONS, FLAVORS, limitSchema, type Limit } from '../common/budgets/types.ts';
+import { parseFlags } from '../common/config/flags.ts';
 import { ConfigError } from '../common/errors/errors.ts';
 
 export const FAULTS = ['overload', 'modelOverload', 'balance', 'serverError', 'drop', 'hang'] as const;
@@ -282,18 +282,7 @@ export function loadConfig(
       { type: spec.kind === 'boolean' ? ('boolean' as const) : ('string' as const) },
     ]),
   );
-  let parsed: ReturnType<typeof parseArgs>;
-  try {
-    parsed = parseArgs({
-      args: [...argv],
-      options: { ...options, help: { type: 'boolean' } },
-      strict: true,
-      allowPositionals: false,
-    });
-  } catch (error) {
-    throw new ConfigError('argv', (error as Error).message, { cause: error });
-  }
-  const values = parsed.values as Record<string, string | boolean | undefined>;
+  const values = parseFlags(argv, { ...options, help: { type: 'boolean' } }, 'sim-provider');
   const server: Record<string, unknown> = {};
   const settings: Record<string, unknown> = {};
   const names: Record<string, string> = {};

@@ -5,36 +5,22 @@
  */
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { namespaceSchema } from '../../common/budgets/types.ts';
-import { parseDuration } from '../../common/duration.ts';
+import {
+  durationSchema,
+  hostPortPartsSchema,
+  optionsHelp,
+  parseFlags,
+  readOption,
+  type Env,
+  type OptionSpec,
+} from '../../common/config/flags.ts';
 import { ConfigError } from '../../common/errors/errors.ts';
 
-export type Env = Readonly<Record<string, string | undefined>>;
+export type { Env };
 
-const duration = (minMs: number, maxMs: number) =>
-  z.string().transform((text, ctx) => {
-    const ms = parseDuration(text);
-    if (ms === undefined || ms < minMs || ms > maxMs) {
-      ctx.addIssue({
-        code: 'custom',
-        message: `must be a duration from ${minMs}ms to ${maxMs}ms, such as 15s or 1m`,
-      });
-      return z.NEVER;
-    }
-    return ms;
-  });
-
-const HOST_PORT = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?):(\d{1,5})$/;
-const hostPort = z
-  .string()
-  .regex(HOST_PORT, 'must be host:port')
-  .transform((text) => {
-    const match = HOST_PORT.exec(text)!;
-    return { host: match[1]!.replace(/^\[|\]$/g, ''), port: Number(match[3]) };
-  })
-  .refine((v) => v.port <= 65535, 'port must be 0 to 65535');
+const hostPort = hostPortPartsSchema;
 const dnsName = z
   .string()
   .min(1)
@@ -85,31 +71,31 @@ const OPTIONS = {
   'leader-elect-lease-duration': {
     env: 'TOKENLEASE_LEADER_ELECT_LEASE_DURATION',
     default: '60s',
-    schema: duration(1_000, 600_000),
+    schema: durationSchema(1_000, 600_000, '60s'),
     help: 'how long a leader that stopped renewing keeps the Lease',
   },
   'leader-elect-renew-deadline': {
     env: 'TOKENLEASE_LEADER_ELECT_RENEW_DEADLINE',
     default: '40s',
-    schema: duration(500, 600_000),
+    schema: durationSchema(500, 600_000, '40s'),
     help: 'the leader gives up leading when it could not renew for this long',
   },
   'leader-elect-retry-period': {
     env: 'TOKENLEASE_LEADER_ELECT_RETRY_PERIOD',
     default: '15s',
-    schema: duration(100, 600_000),
+    schema: durationSchema(100, 600_000, '15s'),
     help: 'how often candidates try and the leader renews',
   },
   'status-interval': {
     env: 'TOKENLEASE_STATUS_INTERVAL',
     default: '10s',
-    schema: duration(0, 3_600_000),
+    schema: durationSchema(0, 3_600_000, '10s'),
     help: 'usage-only status changes are written at most this often per object',
   },
   resync: {
     env: 'TOKENLEASE_RESYNC',
     default: '15s',
-    schema: duration(100, 3_600_000),
+    schema: durationSchema(100, 3_600_000, '15s'),
     help: 'how often Ready objects are reconciled to refresh their usage',
   },
   workers: {
@@ -166,10 +152,9 @@ const OPTIONS = {
     schema: z.string().min(1).max(253),
     help: "audience of sidecars' projected ServiceAccount tokens",
   },
-} as const;
+} as const satisfies Record<string, OptionSpec>;
 
 type OptionName = keyof typeof OPTIONS;
-type Value<N extends OptionName> = z.output<(typeof OPTIONS)[N]['schema']>;
 
 export interface ControllerConfig {
   help: false;
@@ -203,49 +188,26 @@ Reconciles LLMProvider and LLMBudget into the quota service's store (while it le
 status and Events, and serves the sidecar-injection webhook. Stops on SIGTERM or SIGINT.
 
 Flags (each also read from the environment variable shown):
-${Object.entries(OPTIONS)
-  .map(
-    ([name, o]) =>
-      `  --${name.padEnd(28)} ${o.env.padEnd(40)} ${o.help}${o.default === undefined ? '' : ` [${o.default}]`}`,
-  )
-  .join('\n')}
+${optionsHelp(OPTIONS, 28, 40)}
   --help${' '.repeat(70)}show this help
 `;
 
 export function loadConfig(argv: readonly string[], env: Env): ControllerConfig | { help: true } {
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    ({ values } = parseArgs({
-      args: [...argv],
-      strict: true,
-      allowPositionals: false,
-      options: {
-        help: { type: 'boolean' },
-        ...Object.fromEntries(Object.keys(OPTIONS).map((n) => [n, { type: 'string' as const }])),
-      },
-    }));
-  } catch (error) {
-    const named = /'([^' ]+)/.exec((error as Error).message)?.[1] ?? 'arguments';
-    throw new ConfigError(named, (error as Error).message);
-  }
+  const values = parseFlags(
+    argv,
+    {
+      help: { type: 'boolean' },
+      ...Object.fromEntries(Object.keys(OPTIONS).map((n) => [n, { type: 'string' as const }])),
+    },
+    'controller',
+  );
   if (values.help) return { help: true };
 
   const sources: Partial<Record<OptionName, string>> = {};
-  function read<N extends OptionName>(name: N): Value<N> | undefined {
-    const option = OPTIONS[name];
-    const flag = values[name];
-    const fromEnv = env[option.env];
-    const [raw, source] =
-      typeof flag === 'string'
-        ? [flag, `--${name}`]
-        : fromEnv
-          ? [fromEnv, option.env]
-          : [option.default, `--${name}`];
+  function read<N extends OptionName>(name: N) {
+    const { value, source } = readOption(OPTIONS, values, env, name);
     sources[name] = source;
-    if (raw === undefined) return undefined;
-    const result = option.schema.safeParse(raw);
-    if (!result.success) throw new ConfigError(source, result.error.issues[0]?.message ?? 'invalid value');
-    return result.data as Value<N>;
+    return value;
   }
 
   const namespace = read('namespace')!;

@@ -3,12 +3,19 @@
  * A bad value throws ConfigError naming the flag or variable it came from; the binary then stops.
  * An empty environment variable counts as unset.
  */
-import { parseArgs } from 'node:util';
 import { z } from 'zod';
-import { parseDuration } from '../../common/duration.ts';
+import {
+  durationSchema,
+  hostPortSchema,
+  optionsHelp,
+  parseFlags,
+  readOption,
+  type Env,
+  type OptionSpec,
+} from '../../common/config/flags.ts';
 import { ConfigError } from '../../common/errors/errors.ts';
 
-export type Env = Readonly<Record<string, string | undefined>>;
+export type { Env };
 
 export interface QuotaServerConfig {
   help: false;
@@ -37,31 +44,12 @@ export interface QuotaServerConfig {
 
 export type LoadedConfig = { help: true } | QuotaServerConfig;
 
-function duration(minMs: number, maxMs: number) {
-  return z.string().transform((text, ctx) => {
-    const ms = parseDuration(text);
-    if (ms === undefined || ms < minMs || ms > maxMs) {
-      ctx.addIssue({
-        code: 'custom',
-        message: `must be a duration from ${minMs}ms to ${maxMs}ms, such as 250ms or 10s`,
-      });
-      return z.NEVER;
-    }
-    return ms;
-  });
-}
-
-const HOST_PORT = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?):(\d{1,5})$/;
-
 /** Each option: its flag, environment variable, default, schema and help line. */
 const OPTIONS = {
   listen: {
     env: 'TOKENLEASE_LISTEN',
     default: '127.0.0.1:7070',
-    schema: z
-      .string()
-      .regex(HOST_PORT, 'must be host:port')
-      .refine((value) => Number(HOST_PORT.exec(value)?.[3]) <= 65535, 'port must be 0 to 65535'),
+    schema: hostPortSchema,
     help: 'host:port to serve gRPC on (port 0: any free port)',
   },
   budgets: {
@@ -138,33 +126,28 @@ const OPTIONS = {
   'shutdown-grace': {
     env: 'TOKENLEASE_SHUTDOWN_GRACE',
     default: '10s',
-    schema: duration(0, 600_000),
+    schema: durationSchema(0, 600_000, '10s'),
     help: 'on SIGTERM/SIGINT, how long calls in progress may take to finish',
   },
   'reload-debounce': {
     env: 'TOKENLEASE_RELOAD_DEBOUNCE',
     default: '250ms',
-    schema: duration(0, 60_000),
+    schema: durationSchema(0, 60_000, '250ms'),
     help: 'quiet time after a budgets file changes before it is reloaded',
   },
   'deadline-margin': {
     env: 'TOKENLEASE_DEADLINE_MARGIN',
     default: '50ms',
-    schema: duration(0, 10_000),
+    schema: durationSchema(0, 10_000, '50ms'),
     help: "an Acquire stops waiting this long before the caller's deadline",
   },
   'metrics-listen': {
     env: 'TOKENLEASE_METRICS_LISTEN',
     default: undefined,
-    schema: z
-      .string()
-      .regex(HOST_PORT, 'must be host:port')
-      .refine((value) => Number(HOST_PORT.exec(value)?.[3]) <= 65535, 'port must be 0 to 65535'),
+    schema: hostPortSchema,
     help: 'host:port to serve Prometheus metrics on, at /metrics (off when unset)',
   },
-} as const;
-
-type OptionName = keyof typeof OPTIONS;
+} as const satisfies Record<string, OptionSpec>;
 
 export const USAGE = `Usage: tokenlease quota-server [flags]
 
@@ -172,70 +155,21 @@ Serves tokenlease.v1.QuotaService and grpc.health.v1 over gRPC, granting leases 
 of the budgets YAML. Stops gracefully on SIGTERM or SIGINT.
 
 Flags (each also read from the environment variable shown):
-${Object.entries(OPTIONS)
-  .map(
-    ([name, option]) =>
-      `  --${name.padEnd(18)} ${option.env.padEnd(28)} ${option.help}${option.default === undefined ? '' : ` [${option.default}]`}`,
-  )
-  .join('\n')}
+${optionsHelp(OPTIONS, 18, 28)}
 ${'  --help'.padEnd(51)} show this help
 `;
 
-/** parseArgs' errors, reworded to name the flag at fault. */
-function argumentError(error: unknown): ConfigError {
-  const code = (error as { code?: string }).code;
-  const message = error instanceof Error ? error.message : String(error);
-  // "Option '--listen <value>' argument missing", "Unexpected argument 'x'": the first quoted word.
-  const named = /'([^' ]+)/.exec(message)?.[1] ?? 'arguments';
-  switch (code) {
-    case 'ERR_PARSE_ARGS_UNKNOWN_OPTION':
-      return new ConfigError(named, 'unknown flag (see --help)');
-    case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE':
-      return /ambiguous/.test(message)
-        ? new ConfigError(named, `a value starting with "-" must be written ${named}=VALUE`)
-        : new ConfigError(named, 'needs a value');
-    case 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL':
-      return new ConfigError(named, 'unexpected argument (quota-server takes only flags)');
-    default:
-      return new ConfigError('arguments', message);
-  }
-}
-
 export function loadConfig(argv: readonly string[], env: Env): LoadedConfig {
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    ({ values } = parseArgs({
-      args: [...argv],
-      strict: true,
-      allowPositionals: false,
-      options: {
-        help: { type: 'boolean' },
-        ...Object.fromEntries(Object.keys(OPTIONS).map((name) => [name, { type: 'string' as const }])),
-      },
-    }));
-  } catch (error) {
-    throw argumentError(error);
-  }
+  const values = parseFlags(
+    argv,
+    {
+      help: { type: 'boolean' },
+      ...Object.fromEntries(Object.keys(OPTIONS).map((name) => [name, { type: 'string' as const }])),
+    },
+    'quota-server',
+  );
   if (values.help) return { help: true };
-
-  /** The option's value from its flag, else its variable, else its default; `source` names where from. */
-  function read<N extends OptionName>(
-    name: N,
-  ): { value: z.output<(typeof OPTIONS)[N]['schema']> | undefined; source: string } {
-    const option = OPTIONS[name];
-    const flag = values[name];
-    const fromEnv = env[option.env];
-    const [raw, source] =
-      typeof flag === 'string'
-        ? [flag, `--${name}`]
-        : fromEnv !== undefined && fromEnv !== ''
-          ? [fromEnv, option.env]
-          : [option.default, `--${name}`];
-    if (raw === undefined) return { value: undefined, source };
-    const result = option.schema.safeParse(raw);
-    if (!result.success) throw new ConfigError(source, result.error.issues[0]?.message ?? 'invalid value');
-    return { value: result.data as z.output<(typeof OPTIONS)[N]['schema']>, source };
-  }
+  const read = <N extends keyof typeof OPTIONS>(name: N) => readOption(OPTIONS, values, env, name);
 
   // Checked in the order of --help, so the first bad value reported is the first one listed.
   const listen = read('listen');
