@@ -6,15 +6,19 @@
  *    ours (common/tokens, from dist/) against gpt-tokenizer's o200k module, each in a fresh process
  *    beside a bare one.
  * 2. quota-server + sidecar as child processes, run from source (Node strips the types) and from
- *    dist/ (`npm run build`), each with and without `--max-semi-space-size=1` (through
- *    NODE_OPTIONS): RSS idle, peak during a burst of calls through the sidecar, and after it.
+ *    dist/ (`npm run build`), with and without V8 flags (through NODE_OPTIONS): RSS idle, peak
+ *    during a burst of calls through the sidecar, and after it. The configuration that counts is
+ *    the sidecar as it ships: `node dist/bin/tokenlease.js sidecar` (the image's entry point, the
+ *    webhook's `args: [sidecar]`) with the NODE_OPTIONS the webhook injects (SIDECAR_NODE_OPTIONS
+ *    in controller/k8s/webhook/inject.ts); it is measured `--runs` times (default 3) and its
+ *    figures are the medians. The quota-server runs with the same options as the sidecar.
  *
  * The simulated provider runs in this process. Prints tables, then as the last line one JSON object
- * for the recommended production configuration. dist/ is rebuilt first when any of its sources is
- * newer; quick by default (under a minute), `-- --full` makes the burst and the speed runs longer.
+ * for the shipped configuration. dist/ is rebuilt first when any of its sources is newer; quick by
+ * default (about a minute), `-- --full` makes the burst and the speed runs longer.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -22,13 +26,17 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import { Agent, request } from 'undici';
+import { SIDECAR_NODE_OPTIONS } from '../controller/k8s/webhook/inject.ts';
 import { startSimProvider, type SimProvider } from '../sim-provider/index.ts';
+import { ensureBuilt } from './lib/build.ts';
 import { rssMb } from './lib/process-stats.ts';
-import { round, table } from './lib/stats.ts';
+import { median, round, table } from './lib/stats.ts';
 
 const { values: flags } = parseArgs({
   options: {
     full: { type: 'boolean', default: false },
+    /** Measurements of the shipped configuration; its figures are their medians. */
+    runs: { type: 'string', default: '3' },
     'redis-url': {
       type: 'string',
       default: process.env.TOKENLEASE_BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379',
@@ -36,6 +44,9 @@ const { values: flags } = parseArgs({
   },
 });
 const FULL = flags.full;
+const RUNS = Number(flags.runs);
+if (!Number.isInteger(RUNS) || RUNS < 1)
+  throw new Error(`--runs must be a positive integer, not ${flags.runs}`);
 const BURST_CALLS = FULL ? 20_000 : 2_000;
 const BURST_CONCURRENCY = 32;
 const IDLE_SETTLE_MS = 1_200;
@@ -51,30 +62,29 @@ interface Variant {
   name: string;
   entry: keyof typeof ENTRY;
   nodeOptions: string;
-  /** V8 flags NODE_OPTIONS refuses, given on the command line. */
-  nodeArgs?: string[];
 }
 
 const SEMI_SPACE = '--max-semi-space-size=1';
+/** The sidecar as the webhook injects it: compiled JS, and the webhook's NODE_OPTIONS. */
+const SHIPPED = `dist, as injected (NODE_OPTIONS=${SIDECAR_NODE_OPTIONS})`;
 const VARIANTS: Variant[] = [
   { name: 'source', entry: 'source', nodeOptions: '' },
   { name: 'source + semi-space 1 MB', entry: 'source', nodeOptions: SEMI_SPACE },
   { name: 'dist', entry: 'dist', nodeOptions: '' },
-  { name: 'dist + semi-space 1 MB', entry: 'dist', nodeOptions: SEMI_SPACE },
+  { name: SHIPPED, entry: 'dist', nodeOptions: SIDECAR_NODE_OPTIONS },
   {
     name: 'dist + semi-space 1 MB + old space 96 MB',
     entry: 'dist',
     nodeOptions: `${SEMI_SPACE} --max-old-space-size=96`,
   },
 ];
-/**
- * What a container should run: compiled JS and a 1 MB young generation, the two changes that lower
- * RSS idle and under load in every run. A cap on the old space bounds the garbage a burst leaves
- * (V8 otherwise collects it late) but must be sized to the container's limit and the largest
- * bodies, so it is shown, not recommended. lite-mode / jitless would save more but remove
- * WebAssembly, which undici's HTTP parser needs; --optimize-for-size changed nothing measurable.
+/*
+ * Why these: compiled JS and a 1 MB young generation lower RSS idle and under load in every run. A
+ * cap on the old space bounds the garbage a burst leaves (V8 otherwise collects it late) but must be
+ * sized to the container's limit and the largest bodies, so it is shown, not shipped. lite-mode /
+ * jitless would save more but remove WebAssembly, which undici's HTTP parser needs;
+ * --optimize-for-size changed nothing measurable.
  */
-const RECOMMENDED = 'dist + semi-space 1 MB';
 
 // ---------------------------------------------------------------------------------------------
 // 1. The token counter alone.
@@ -294,6 +304,21 @@ interface ProcessFigures {
   errors: number;
 }
 
+/** Each figure's median over the runs of one configuration (errors summed). */
+function medianFigures(samples: ProcessFigures[]): ProcessFigures {
+  const of = (pick: (f: ProcessFigures) => number) => median(samples.map(pick));
+  return {
+    variant: samples[0]!.variant,
+    sidecarIdle: of((f) => f.sidecarIdle),
+    sidecarPeak: of((f) => f.sidecarPeak),
+    sidecarAfter: of((f) => f.sidecarAfter),
+    quotaIdle: of((f) => f.quotaIdle),
+    quotaPeak: of((f) => f.quotaPeak),
+    quotaAfter: of((f) => f.quotaAfter),
+    errors: samples.reduce((sum, f) => sum + f.errors, 0),
+  };
+}
+
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function measureVariant(
@@ -355,27 +380,6 @@ async function redisReachable(url: string): Promise<boolean> {
   }
 }
 
-/** Runs `npm run build` unless dist/ is newer than every file it is built from. */
-function ensureBuilt(): void {
-  const stamp = join(ROOT, 'dist/common/tokens/o200k_base.bpe'); // the build's last output
-  const builtAt = existsSync(stamp) ? statSync(stamp).mtimeMs : 0;
-  const { include } = JSON.parse(readFileSync(join(ROOT, 'tsconfig.build.json'), 'utf8')) as {
-    include: string[];
-  };
-  const sources = [join(ROOT, 'tsconfig.build.json'), join(ROOT, 'package-lock.json')];
-  for (const folder of include) {
-    for (const name of readdirSync(join(ROOT, folder), { recursive: true, encoding: 'utf8' })) {
-      sources.push(join(ROOT, folder, name));
-    }
-  }
-  if (sources.every((file) => statSync(file).mtimeMs <= builtAt)) return;
-  const build = spawnSync(process.execPath, [join(ROOT, 'scripts/build.ts')], {
-    cwd: ROOT,
-    stdio: 'inherit',
-  });
-  if (build.status !== 0) throw new Error('npm run build failed');
-}
-
 async function main(): Promise<void> {
   ensureBuilt();
   const dir = mkdtempSync(join(tmpdir(), 'tokenlease-bench-memory-'));
@@ -386,12 +390,20 @@ async function main(): Promise<void> {
     ? ['--store', 'redis', '--redis-url', redisUrl, '--redis-key-prefix', PREFIX]
     : ['--store', 'memory'];
   const results: ProcessFigures[] = [];
+  const shippedIdle: number[] = [];
   let counterRows: Array<Record<string, string | number>>;
   try {
     counterRows = measureCounters(dir);
     const budgetsFile = join(dir, 'budgets.yaml');
     writeFileSync(budgetsFile, budgetsYaml(sim.url));
-    for (const variant of VARIANTS) results.push(await measureVariant(variant, budgetsFile, storeArgs));
+    for (const variant of VARIANTS) {
+      const samples: ProcessFigures[] = [];
+      for (let run = 0; run < (variant.name === SHIPPED ? RUNS : 1); run++) {
+        samples.push(await measureVariant(variant, budgetsFile, storeArgs));
+      }
+      results.push(medianFigures(samples));
+      if (variant.name === SHIPPED) shippedIdle.push(...samples.map((sample) => sample.sidecarIdle));
+    }
   } finally {
     await sim.close();
     rmSync(dir, { recursive: true, force: true });
@@ -413,7 +425,7 @@ async function main(): Promise<void> {
   console.log(
     table(
       results.map((r) => ({
-        configuration: r.variant,
+        configuration: r.variant === SHIPPED && RUNS > 1 ? `${r.variant}, median of ${RUNS}` : r.variant,
         'sidecar idle': round(r.sidecarIdle, 1),
         'sidecar peak': round(r.sidecarPeak, 1),
         'sidecar after': round(r.sidecarAfter, 1),
@@ -424,21 +436,19 @@ async function main(): Promise<void> {
       })),
     ),
   );
-  const recommended = results.find((r) => r.variant === RECOMMENDED)!;
-  const recommendedVariant = VARIANTS.find((v) => v.name === RECOMMENDED)!;
-  const command = [
-    'node',
-    ...(recommendedVariant.nodeArgs ?? []),
-    recommendedVariant.nodeOptions,
-    'dist/bin/tokenlease.js',
-  ];
-  console.log(`recommended: ${RECOMMENDED}: ${command.filter(Boolean).join(' ')} <command>`);
+  const shipped = results.find((r) => r.variant === SHIPPED)!;
+  console.log(
+    `shipped: NODE_OPTIONS='${SIDECAR_NODE_OPTIONS}' node dist/bin/tokenlease.js sidecar ` +
+      `(controller/k8s/webhook/inject.ts); sidecar idle RSS of ${RUNS} run(s): ` +
+      `${shippedIdle.map((mb) => round(mb, 1)).join(', ')} MB, median ${round(shipped.sidecarIdle, 1)} MB`,
+  );
   console.log(
     JSON.stringify({
-      sidecar_rss_idle_mb: round(recommended.sidecarIdle, 1),
-      sidecar_rss_load_mb: round(recommended.sidecarPeak, 1),
-      quota_rss_idle_mb: round(recommended.quotaIdle, 1),
-      quota_rss_load_mb: round(recommended.quotaPeak, 1),
+      sidecar_rss_idle_mb: round(shipped.sidecarIdle, 1),
+      sidecar_rss_load_mb: round(shipped.sidecarPeak, 1),
+      sidecar_rss_after_mb: round(shipped.sidecarAfter, 1),
+      quota_rss_idle_mb: round(shipped.quotaIdle, 1),
+      quota_rss_load_mb: round(shipped.quotaPeak, 1),
     }),
   );
 }

@@ -9,6 +9,11 @@
  * 2. maximum calls/s through the sidecar, closed loop at concurrency 64;
  * 3. the sidecar's resident memory idle and under load.
  *
+ * The sidecar runs as it ships: `node dist/bin/tokenlease.js sidecar` with the NODE_OPTIONS the
+ * webhook injects (SIDECAR_NODE_OPTIONS in controller/k8s/webhook/inject.ts); dist/ is rebuilt
+ * first when a source is newer. `-- --source` runs bin/tokenlease.ts instead (Node strips the
+ * types: ~18 MB more RSS), `-- --node-options '...'` tries other flags.
+ *
  * Prints a table, then as the last line one JSON object (added latency at 500 calls/s). Medians
  * over runs; `-- --quick` finishes in under a minute.
  */
@@ -21,7 +26,9 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import { Agent, request } from 'undici';
+import { SIDECAR_NODE_OPTIONS } from '../controller/k8s/webhook/inject.ts';
 import { startSimProvider, type SimProvider } from '../sim-provider/index.ts';
+import { ensureBuilt } from './lib/build.ts';
 import { rssMb } from './lib/process-stats.ts';
 import { startQuotaServerProcess, type QuotaServerProcess } from './lib/quota-server-process.ts';
 import { median, percentile, round, table } from './lib/stats.ts';
@@ -29,8 +36,10 @@ import { median, percentile, round, table } from './lib/stats.ts';
 const { values: flags } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
-    /** Run the sidecar from dist/ (`npm run build` first) instead of from source. */
-    dist: { type: 'boolean', default: false },
+    /** Run the sidecar from source (bin/tokenlease.ts) instead of dist/. */
+    source: { type: 'boolean', default: false },
+    /** The sidecar's NODE_OPTIONS; the webhook's by default. */
+    'node-options': { type: 'string', default: SIDECAR_NODE_OPTIONS },
     /** `grpc`: the quota-server process (the cluster set-up); `embedded`: the engine inside the sidecar. */
     quota: { type: 'string', default: 'grpc' },
     'redis-url': {
@@ -45,8 +54,9 @@ const SECONDS = QUICK ? 2 : 5;
 const RATES = [100, 500];
 const MAX_CONCURRENCY = 64;
 const CLI = fileURLToPath(
-  new URL(flags.dist ? '../dist/bin/tokenlease.js' : '../bin/tokenlease.ts', import.meta.url),
+  new URL(flags.source ? '../bin/tokenlease.ts' : '../dist/bin/tokenlease.js', import.meta.url),
 );
+const NODE_OPTIONS = flags['node-options']!;
 const PREFIX = `tlbench-sidecar:${process.pid}:`;
 
 function budgetsYaml(simUrl: string): string {
@@ -86,6 +96,7 @@ interface SidecarProcess {
 async function startSidecarProcess(args: string[]): Promise<SidecarProcess> {
   const child = spawn(process.execPath, [CLI, 'sidecar', '--listen', '127.0.0.1:0', ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, NODE_OPTIONS },
   });
   const lines: string[] = [];
   const url = await new Promise<string>((resolve, reject) => {
@@ -193,6 +204,7 @@ async function redisReachable(url: string): Promise<boolean> {
 }
 
 async function main(): Promise<void> {
+  if (!flags.source) ensureBuilt();
   const sim: SimProvider = await startSimProvider({ outputTokens: 16 });
   const dir = mkdtempSync(join(tmpdir(), 'tokenlease-bench-sidecar-'));
   const budgetsFile = join(dir, 'budgets.yaml');
@@ -299,6 +311,9 @@ async function main(): Promise<void> {
     ? 'lease engine inside the sidecar'
     : `quota-server over gRPC, ${useRedis ? 'Redis' : 'memory'} store`;
   console.log(`sidecar + quota service (${setup}), ${RUNS} run(s) of ${SECONDS}s per phase`);
+  console.log(
+    `sidecar: NODE_OPTIONS='${NODE_OPTIONS}' node ${flags.source ? 'bin/tokenlease.ts' : 'dist/bin/tokenlease.js'} sidecar`,
+  );
   console.log(table(rows));
   console.log(`sidecar RSS idle ${round(median(rssIdle), 1)} MB`);
   const at500 = added[500]!;

@@ -22,7 +22,7 @@ import {
 import { createRequire } from 'node:module';
 import { dirname, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { O200K_BINARY_NAME, O200K_RANKS } from '../common/tokens/o200k-base.ts';
+import { O200K_BINARY_NAME, o200kRanks } from '../common/tokens/o200k-base.ts';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const OUT = join(ROOT, 'dist');
@@ -55,7 +55,7 @@ const started = performance.now();
 rmSync(OUT, { recursive: true, force: true });
 compile();
 const assets = copyAssets();
-writeFileSync(join(OUT, 'common', 'tokens', O200K_BINARY_NAME), O200K_RANKS.toBinary());
+writeFileSync(join(OUT, 'common', 'tokens', O200K_BINARY_NAME), o200kRanks().toBinary());
 chmodSync(join(OUT, 'bin', 'tokenlease.js'), 0o755);
 const seconds = ((performance.now() - started) / 1000).toFixed(1);
 console.log(

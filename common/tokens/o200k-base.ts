@@ -5,9 +5,11 @@
  * they are the reference this counter must agree with on every input.
  *
  * `npm run build` also writes the parsed table beside the compiled module (o200k_base.bpe, see
- * BpeRanks.toBinary); when it is there it is read as is, in ~1 ms, instead of parsing the ranks
- * (~100 ms, and ~10 MB of RSS left behind by the JIT-compiled parse loop). Either way, once per
- * process, when this module is first imported.
+ * BpeRanks.toBinary); when it is there it is read as is, a ~5 MB file read (~10 ms on a busy 2-core
+ * machine), instead of parsing the ranks (~100 ms, and ~10 MB of RSS left behind by the
+ * JIT-compiled parse loop). Either way once per process, and only when the first text is counted,
+ * not when this module is imported: a process that has the counter but has not counted yet (an
+ * idle sidecar) does not hold the ~5 MB table. The first count pays for the read.
  */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -40,17 +42,24 @@ export function o200kRanksPath(): string {
 export const O200K_BINARY_NAME = 'o200k_base.bpe';
 const BINARY = fileURLToPath(new URL(`./${O200K_BINARY_NAME}`, import.meta.url));
 
-export const O200K_RANKS = existsSync(BINARY)
-  ? BpeRanks.fromBinaryFile(BINARY)
-  : BpeRanks.fromTiktokenFile(o200kRanksPath());
-const O200K = new BpeTokenizer(O200K_RANKS, O200K_SPLIT);
+/** `make()`, called on the first call only; later calls return the same value. */
+function once<T>(make: () => T): () => T {
+  let value: T | undefined;
+  return () => (value ??= make());
+}
+
+/** The o200k_base rank table, read on first use (see the module comment for why not at import). */
+export const o200kRanks = once(() =>
+  existsSync(BINARY) ? BpeRanks.fromBinaryFile(BINARY) : BpeRanks.fromTiktokenFile(o200kRanksPath()),
+);
+const o200k = once(() => new BpeTokenizer(o200kRanks(), O200K_SPLIT));
 
 /** o200k_base tokens of `text`, special-token markers (`<|endoftext|>`) counted as plain text. */
 export function countO200kTokens(text: string): number {
-  return O200K.count(text);
+  return o200k().count(text);
 }
 
 /** o200k_base token ids of `text`, special-token markers encoded as plain text. */
 export function encodeO200k(text: string): number[] {
-  return O200K.encode(text);
+  return o200k().encode(text);
 }

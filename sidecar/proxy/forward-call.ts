@@ -8,7 +8,6 @@ import type { ServerResponse } from 'node:http';
 import type { IncomingHttpHeaders } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Agent, Dispatcher } from 'undici';
-import { errors as undiciErrors } from 'undici';
 import { CancelledError } from '../../common/errors/errors.ts';
 import type { Outcome, TokenUsage } from '../../common/quota-api.ts';
 import { UpstreamError, UpstreamRefusalError } from '../errors/sidecar-errors.ts';
@@ -26,7 +25,7 @@ import { endCallSpan, injectTraceHeaders, startCallSpan, withCallSpan } from '..
 import { pump } from './pump.ts';
 import { ResponseTap } from './response-tap.ts';
 import type { Target } from './router.ts';
-import { clientResponseHeaders, upstreamRequestHeaders } from './upstream.ts';
+import { clientResponseHeaders, undiciErrors, upstreamRequestHeaders } from './upstream.ts';
 
 /** Refusals worth another attempt at the same provider once their hint has passed. */
 const RETRY_KINDS = new Set<RefusalKind>(['concurrency', 'rate', 'window', 'overload', 'riskControl']);

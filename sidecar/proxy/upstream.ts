@@ -3,7 +3,20 @@
  * connect, headers and body timeouts, and the header rewriting in both directions.
  */
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
-import { Agent } from 'undici';
+import { createRequire } from 'node:module';
+import type * as Undici from 'undici';
+
+// undici's own files, not its index: the index loads the whole package (fetch, WebSocket,
+// EventSource, the cache stores, the mock agents, ...), ~3 MB of the sidecar's idle RSS, for the
+// one Agent class the sidecar uses. The index does one more thing that the sidecar needs, repeated
+// here: it mixes request/stream/pipeline/... into Dispatcher.prototype. undici is pinned to an exact
+// version, and the sidecar tests call through this Agent, so a moved file fails them.
+const require = createRequire(import.meta.url);
+const Agent = require('undici/lib/dispatcher/agent.js') as typeof Undici.Agent;
+const Dispatcher = require('undici/lib/dispatcher/dispatcher.js') as typeof Undici.Dispatcher;
+Object.assign(Dispatcher.prototype, require('undici/lib/api/index.js'));
+/** undici's error classes (undici's `errors` export, from the same file). */
+export const undiciErrors = require('undici/lib/core/errors.js') as typeof Undici.errors;
 
 export interface UpstreamTimeouts {
   connectTimeoutMs: number;
@@ -13,7 +26,7 @@ export interface UpstreamTimeouts {
   bodyTimeoutMs: number;
 }
 
-export function createUpstreamAgent(timeouts: UpstreamTimeouts): Agent {
+export function createUpstreamAgent(timeouts: UpstreamTimeouts): Undici.Agent {
   return new Agent({
     connect: { timeout: timeouts.connectTimeoutMs },
     headersTimeout: timeouts.headersTimeoutMs,

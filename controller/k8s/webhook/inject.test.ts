@@ -2,7 +2,7 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import { buildBudgetSet } from '../../../common/budgets/load-budgets.ts';
 import { budgetSchema, providerSchema } from '../../../common/budgets/types.ts';
-import { injectionPatch, injectSidecar } from './inject.ts';
+import { injectionPatch, injectSidecar, SIDECAR_NODE_OPTIONS } from './inject.ts';
 
 const config = {
   image: 'img',
@@ -61,6 +61,11 @@ describe('injectSidecar', () => {
       expect(app.volumeMounts ?? []).toEqual([]);
       expect(app.env?.map((e) => e.name)).toEqual(['OPENAI_BASE_URL', 'ANTHROPIC_BASE_URL']);
     }
+    // The sidecar runs with the V8 flags bench:memory measures it with (they cannot be set later).
+    const sidecar = result.pod.spec?.initContainers?.find((c) => c.name === 'tokenlease-sidecar');
+    expect(sidecar?.args).toEqual(['sidecar']);
+    expect(sidecar?.env?.find((e) => e.name === 'NODE_OPTIONS')?.value).toBe(SIDECAR_NODE_OPTIONS);
+    expect(SIDECAR_NODE_OPTIONS).toContain('--max-semi-space-size=1');
     const yaml = result.pod.metadata?.annotations?.['tokenlease.io/budgets'];
     expect(yaml).toContain('name: deepseek');
     expect(yaml).toContain('name: search');
