@@ -5,6 +5,11 @@
  * then; e is a batch budget that keeps asking. While a, b and c saturate: their grants split
  * 25/50/25 % (within 5 points), d gets every call it asks for, and e gets none. When they stop, e
  * gets the whole capacity.
+ *
+ * The same split holds when a requests window binds instead of concurrency, with demand skewed
+ * the other way (c runs more than twice as many clients as b): a window gives back what it
+ * granted one window later, all at once if it was granted at once, so the split depends on
+ * handing that back a little at a time rather than to whoever happens to wait at that instant.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CapacityExhaustedError } from '../../common/errors/errors.ts';
@@ -87,6 +92,25 @@ async function call(quota: QuotaApi, budget: string, tally: Tally, maxWaitMs: nu
 const countIn = (times: number[] | undefined, from: number, to: number) =>
   (times ?? []).filter((t) => t >= from && t < to).length;
 
+function emptyTally(): Tally {
+  return {
+    grants: new Map(),
+    asked: new Map(),
+    rejected: new Map(),
+    inFlight: new Map(),
+    maxInFlight: new Map(),
+  };
+}
+
+/** Grants of a, b and c in [from, to) and their shares, with a message for failed expectations. */
+function sharesOf(tally: Tally, from: number, to: number) {
+  const counts = ['llm/a', 'llm/b', 'llm/c'].map((budget) => countIn(tally.grants.get(budget), from, to));
+  const total = counts.reduce((sum, n) => sum + n, 0);
+  const shares = counts.map((n) => (100 * n) / total);
+  const measured = `grants a/b/c ${counts.join('/')}, shares ${shares.map((share) => share.toFixed(1)).join('/')} %`;
+  return { total, shares, measured };
+}
+
 describe('weighted fairness across three quota-server replicas', () => {
   let cluster: QuotaCluster;
   let metricsPort: number;
@@ -104,13 +128,7 @@ describe('weighted fairness across three quota-server replicas', () => {
   });
 
   it('splits 1:2:1 among saturating budgets, serves a light budget fully, and gives batch only what is left', async () => {
-    const tally: Tally = {
-      grants: new Map(),
-      asked: new Map(),
-      rejected: new Map(),
-      inFlight: new Map(),
-      maxInFlight: new Map(),
-    };
+    const tally = emptyTally();
     const replica = (i: number) => cluster.clients[i % cluster.clients.length]!;
     const start = performance.now();
     let saturating = true;
@@ -149,10 +167,7 @@ describe('weighted fairness across three quota-server replicas', () => {
     // Shares among the saturating budgets while all three asked.
     const from = start + WARMUP_MS;
     const to = start + WARMUP_MS + SATURATED_MS;
-    const counts = ['llm/a', 'llm/b', 'llm/c'].map((budget) => countIn(tally.grants.get(budget), from, to));
-    const total = counts.reduce((sum, n) => sum + n, 0);
-    const shares = counts.map((n) => (100 * n) / total);
-    const measured = `grants a/b/c ${counts.join('/')}, shares ${shares.map((share) => share.toFixed(1)).join('/')} %`;
+    const { total, shares, measured } = sharesOf(tally, from, to);
     expect(total, measured).toBeGreaterThan(200);
     expect(Math.abs(shares[0]! - 25), measured).toBeLessThanOrEqual(5);
     expect(Math.abs(shares[1]! - 50), measured).toBeLessThanOrEqual(5);
@@ -194,5 +209,55 @@ describe('weighted fairness across three quota-server replicas', () => {
       ),
     ).toBe(CONCURRENCY);
     expect(metric('tokenlease_quota_leases_in_flight{provider="llm/shared"}')).toBe(0);
+  }, 60_000);
+});
+
+const WINDOW_AMOUNT = 40;
+const WINDOW_MS = 2_000;
+const WINDOW_CLIENTS = { 'llm/a': 3, 'llm/b': 3, 'llm/c': 8 };
+
+const WINDOW_BUDGETS = `apiVersion: tokenlease.io/v1alpha1
+kind: LLMProvider
+metadata: {name: shared, namespace: llm}
+spec:
+  api: openai
+  baseURL: https://api.example.test/v1
+  leaseTimeout: 10s
+  limits:
+    - {dimension: requests, amount: ${WINDOW_AMOUNT}, window: ${WINDOW_MS / 1000}s}
+${budget('a', '  weight: 1')}${budget('b', '  weight: 2')}${budget('c', '  weight: 1')}`;
+
+describe('weighted fairness on a requests window across three quota-server replicas', () => {
+  let cluster: QuotaCluster;
+
+  beforeAll(async () => {
+    cluster = await startQuotaCluster(WINDOW_BUDGETS, 3);
+  }, 60_000);
+
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+
+  it('splits 1:2:1 while budgets with 3, 3 and 8 clients saturate the window, and uses all of it', async () => {
+    const tally = emptyTally();
+    const start = performance.now();
+    let saturating = true;
+    const clients = Object.entries(WINDOW_CLIENTS).flatMap(([budget, count]) =>
+      Array.from({ length: count }, async (_, i) => {
+        while (saturating) await call(cluster.clients[i % cluster.clients.length]!, budget, tally, 10_000);
+      }),
+    );
+    // The first window starts empty and every client bursts into it; then three whole windows.
+    await sleep(WINDOW_MS + 3 * WINDOW_MS);
+    saturating = false;
+    await Promise.all(clients);
+
+    const { total, shares, measured } = sharesOf(tally, start + WINDOW_MS, start + 4 * WINDOW_MS);
+    // Three windows hold 3 x 40 requests (a little less: windows are counted with a margin).
+    expect(total, measured).toBeGreaterThanOrEqual(3 * WINDOW_AMOUNT * 0.9);
+    expect(total, measured).toBeLessThanOrEqual(3 * WINDOW_AMOUNT + 2);
+    expect(Math.abs(shares[0]! - 25), measured).toBeLessThanOrEqual(5);
+    expect(Math.abs(shares[1]! - 50), measured).toBeLessThanOrEqual(5);
+    expect(Math.abs(shares[2]! - 25), measured).toBeLessThanOrEqual(5);
   }, 60_000);
 });

@@ -530,6 +530,83 @@ export function describeEngineConformance(name: string, factory: EngineFactory):
         await expect(fresh.acquire(request())).rejects.toBeInstanceOf(CapacityExhaustedError);
         void bulk.catch(() => {});
       });
+      it('shares a rate window by weight when budgets with few and with many callers saturate it', async () => {
+        // 20 requests per second; each budget's callers loop acquire -> a 150 ms call -> settle,
+        // search with 3 callers (weight 2), chat with 3 and reports with 8 (weight 1 each). The
+        // window frees what it granted one window later: handed out at once to whoever waits
+        // then, reports' many callers would take most of it.
+        const engine = await engineWith(
+          budgetsWith(
+            '[{dimension: requests, amount: 20, window: 1s}]',
+            budget('search', 'weight: 2') +
+              budget('chat', 'weight: 1') +
+              budget('reports', 'weight: 1') +
+              budget('tick', 'caps: [{dimension: requests, amount: 1, window: 1d}]'),
+          ),
+        );
+        const callMs = 150;
+        const start = now;
+        const end = start + 6_000;
+        // What wakes time-bound waiters here: an acquire that its cap refuses after the store has
+        // granted what fits at the new time.
+        await engine.acquire(request({ budget: 't/tick' }));
+        const tick = () => engine.acquire(request({ budget: 't/tick' })).catch(() => {});
+        const grants: Array<{ budget: string; atMs: number }> = [];
+        const due: Array<{ atMs: number; wake: () => void }> = [];
+        let acquiring = 0;
+        let settling = 0;
+        async function caller(budget: string): Promise<void> {
+          while (now < end) {
+            acquiring += 1;
+            const grant = await engine.acquire(request({ budget, maxWaitMs: 60_000 }));
+            acquiring -= 1;
+            const atMs = grant.expiresAtMs - grant.leaseTimeoutMs;
+            grants.push({ budget, atMs });
+            await new Promise<void>((wake) => due.push({ atMs: atMs + callMs, wake }));
+            settling += 1;
+            await engine.settle({ leaseId: grant.leaseId, usage: ok, outcome: 'ok' });
+            settling -= 1;
+          }
+        }
+        /** Until every caller waits in the store's queue or in a call. */
+        async function quiet(): Promise<void> {
+          for (let spin = 0; spin < 500; spin++) {
+            await sleep(1);
+            const { waiters } = (await engine.usage(PROVIDER)).providers[0]!;
+            if (settling === 0 && acquiring === waiters) return;
+          }
+          throw new Error('the callers did not settle down');
+        }
+        const callers = [
+          ...Array.from({ length: 3 }, () => caller('t/search')),
+          ...Array.from({ length: 3 }, () => caller('t/chat')),
+          ...Array.from({ length: 8 }, () => caller('t/reports')),
+        ];
+        await quiet();
+        while (now < end) {
+          now += 10;
+          for (const call of due.filter((entry) => entry.atMs <= now)) {
+            due.splice(due.indexOf(call), 1);
+            call.wake();
+          }
+          await tick();
+          await quiet();
+        }
+        // Let the callers end: their last calls finish, and their last waits are cancelled by close().
+        for (const call of due.splice(0)) call.wake();
+        void Promise.all(callers).catch(() => {});
+        const counted = grants.filter((grant) => grant.atMs >= start + 1_000 && grant.atMs < end);
+        const count = (budget: string) => counted.filter((grant) => grant.budget === budget).length;
+        const shares = ['t/search', 't/chat', 't/reports'].map(
+          (budget) => (100 * count(budget)) / counted.length,
+        );
+        const measured = `${counted.length} grants after the first window, shares ${shares.map((share) => share.toFixed(1)).join('/')} %`;
+        // The window is used: 20 per second (21 per 1010 ms with the bucket), less what pacing rounds off.
+        expect(counted.length, measured).toBeGreaterThanOrEqual(95);
+        expect(Math.abs(shares[0]! - 50), measured).toBeLessThanOrEqual(5);
+        expect(Math.abs(shares[1]! - 25), measured).toBeLessThanOrEqual(5);
+        expect(Math.abs(shares[2]! - 25), measured).toBeLessThanOrEqual(5);
+      });
     });
 
     describe('closures and adaptation', () => {

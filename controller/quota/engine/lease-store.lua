@@ -20,7 +20,9 @@ local A = 8
 local UNSCHEDULED_RETRY_MS = 250
 local DEFAULT_CLOSE_MS, MAX_CLOSE_MS = 60000, 7 * 86400000
 local RATE_BACKOFF, TOKEN_HEADER_TOLERANCE = 0.97, 1000
+local PACE_FREE_SHARE, PACE_BURST_SHARE, PACE_MAX_WINDOW_MS, PACE_TTL_MS = 0.25, 0.02, 60000, 150000
 local KM, KC, KR, KX, KG, KE = KEYS[1], P .. ':c', P .. ':r', P .. ':x', P .. ':g', P .. ':e'
+local KP = P .. ':pc'
 local INF = 1e300
 
 local function count(field, delta) redis.call('HINCRBY', KM, field, delta) end
@@ -114,13 +116,64 @@ local function charge_now(plan, add)
   return bucket, total
 end
 
+-- Pacing (see store.ts): per paced window limit, the time its steady rate has been spent up to
+-- (hash KP), and in KM the last grant's budget and time (lb1, lt1) and the last one of any other
+-- budget (lb2, lt2).
+local function paced_limit(plan)
+  return plan.scope == 'provider' and plan.windowMs > 0 and plan.windowMs <= PACE_MAX_WINDOW_MS
+end
+local function span_of(plan) return plan.windowMs + plan.marginMs + plan.bucketMs end
+
+local last_grants = nil
+local function other_budget_at(budget)
+  if last_grants == nil then
+    local v = redis.call('HMGET', KM, 'lb1', 'lt1', 'lb2', 'lt2')
+    last_grants = { b1 = v[1], t1 = tonumber(v[2]), b2 = v[3], t2 = tonumber(v[4]) }
+  end
+  if last_grants.b1 and last_grants.b1 ~= budget then return last_grants.t1 end
+  return last_grants.t2
+end
+local function note_grant(budget)
+  other_budget_at(budget)
+  if last_grants.b1 ~= budget then
+    last_grants.b2, last_grants.t2 = last_grants.b1, last_grants.t1
+    last_grants.b1 = budget
+  end
+  last_grants.t1 = now
+  if last_grants.b2 then
+    redis.call('HSET', KM, 'lb1', last_grants.b1, 'lt1', now, 'lb2', last_grants.b2, 'lt2', last_grants.t2)
+  else
+    redis.call('HSET', KM, 'lb1', last_grants.b1, 'lt1', now)
+  end
+end
+
+-- Does pacing hold a grant of plan.need on a window holding `total`?
+local function paced_grant(budget, plan, limit, total)
+  if not paced_limit(plan) or total + plan.need <= limit * PACE_FREE_SHARE then return false end
+  local other = other_budget_at(budget)
+  return other ~= nil and other >= now - plan.windowMs - plan.marginMs
+end
+
+local function pace_of(plan) return tonumber(redis.call('HGET', KP, plan.key)) or 0 end
+
+-- The earliest time a paced grant may happen: when the pace is no further ahead than the burst.
+local function paced_at(plan, limit)
+  local interval = span_of(plan) / limit
+  local burst = span_of(plan) * PACE_BURST_SHARE
+  if burst < interval then burst = interval end
+  local at = pace_of(plan) - burst
+  if at < now then return now end
+  return at
+end
+
 local function retry_at(fit)
   if fit.at >= INF or fit.at <= now then return now + UNSCHEDULED_RETRY_MS end
   return fit.at
 end
 
--- Can the request be granted now? If not, when could it be by time alone?
-local function fit(req)
+-- Can the request be granted now? If not, when could it be by time alone? (`pace`: a request that
+-- can wait is paced; one that cannot takes what the windows hold.)
+local function fit(req, pace)
   local result = { fits = true, at = now, conc = false, limit = '' }
   for _, plan in ipairs(req.limits) do
     local limit = amount(plan)
@@ -134,6 +187,16 @@ local function fit(req)
     else
       local total, floor = window(plan)
       local excess = total + plan.need - limit
+      if excess <= 0 and pace and paced_grant(req.budget, plan, limit, total) then
+        local at = paced_at(plan, limit)
+        if at > now then
+          result.fits = false
+          if at >= result.at then
+            result.at = at
+            result.limit = plan.label
+          end
+        end
+      end
       if excess > 0 then
         result.fits = false
         local all = redis.call('HGETALL', wkey(plan))
@@ -212,8 +275,24 @@ local function grant(rec, unclaimed)
       redis.call('HINCRBY', KC, plan.key, plan.need)
       rec.slots[#rec.slots + 1] = { k = plan.key }
     else
+      local limit = amount(plan)
+      local total = window(plan)
+      local pacing = 0
+      if paced_grant(req.budget, plan, limit, total) then
+        local pace = pace_of(plan)
+        if pace < now then pace = now end
+        redis.call('HSET', KP, plan.key, pace + plan.need * span_of(plan) / limit)
+        redis.call('PEXPIRE', KP, PACE_TTL_MS)
+        pacing = 1
+      end
       local bucket, before = charge_now(plan, plan.need)
-      rec.win[#rec.win + 1] = { k = plan.key, d = plan.dimension, b = bucket, c = plan.need, w = before }
+      rec.win[#rec.win + 1] = { k = plan.key, d = plan.dimension, b = bucket, c = plan.need, w = before, p = pacing }
+    end
+  end
+  for _, plan in ipairs(req.limits) do
+    if paced_limit(plan) then
+      note_grant(req.budget)
+      break
     end
   end
   -- Start-time fair queuing: the budget's next request starts where this one finishes.
@@ -268,6 +347,10 @@ local function recharge(rec, charge, value)
   if delta == 0 then return end
   local plan = plan_of(rec, charge.k)
   if not plan then return end
+  if charge.p == 1 then
+    local pace = tonumber(redis.call('HGET', KP, plan.key))
+    if pace then redis.call('HSET', KP, plan.key, pace + delta * span_of(plan) / amount(plan)) end
+  end
   local total, floor = window(plan)
   if charge.b < floor then return end
   local k = wkey(plan)
@@ -358,7 +441,7 @@ local function pump(granted)
       rec.st = 'timedOut'
       save(rec)
     else
-      local f = fit(rec.req)
+      local f = fit(rec.req, true)
       if not f.fits then
         local wake = rec.dl
         if f.at > now and f.at < wake then wake = f.at end
@@ -501,7 +584,7 @@ if op == 'acquire' then
   local ahead = redis.call('ZCARD', qt(0))
   if tier == 1 then ahead = ahead + redis.call('ZCARD', qt(1)) end
   local cu, cr = closed_until()
-  local f = fit(req)
+  local f = fit(req, req.maxWaitMs > 0)
   if ahead == 0 and cu == 0 and f.fits then
     local rec = new_record(req, now)
     grant(rec, false)
@@ -600,7 +683,7 @@ if op == 'claim' or op == 'cancel' then
   local retry, limit = now + UNSCHEDULED_RETRY_MS, ''
   if rec and rec.req.limits then
     count('r:' .. rec.req.budget, 1)
-    local f = fit(rec.req)
+    local f = fit(rec.req, true)
     retry, limit = retry_at(f), f.limit
     local cu, cr = closed_until()
     if cu > 0 and cu >= f.at then retry, limit = cu, 'closed: ' .. cr end

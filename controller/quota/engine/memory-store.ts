@@ -10,6 +10,12 @@ import {
   DEFAULT_CLOSE_MS,
   GC_BATCH,
   MAX_CLOSE_MS,
+  pacedAtMs,
+  pacedGrant,
+  pacedLimit,
+  paceIntervalMs,
+  nextPaceMs,
+  sharedSinceMs,
   PUMP_BATCH,
   RATE_BACKOFF,
   RECORD_GRACE_MS,
@@ -43,6 +49,8 @@ interface WindowCharge {
   charged: number;
   /** The window's total just before this grant (what the provider may have refused at). */
   before: number;
+  /** The grant advanced the limit's pace (so a correction of the charge moves the pace too). */
+  paced: boolean;
 }
 
 interface SlotCharge {
@@ -87,6 +95,10 @@ interface Adapted {
 interface ProviderState {
   seq: number;
   windows: Map<string, WindowState>;
+  /** Per paced window limit: the time its steady rate has been spent up to. */
+  pacing: Map<string, number>;
+  /** The last grant's budget and time, and the last one of any other budget (for pacing). */
+  lastGrants: Array<{ budget: string; atMs: number }>;
   concurrency: Map<string, number>;
   records: Map<string, LeaseRecord>;
   /** Settled leases shrink to their answer (a repeated settle gets it). */
@@ -155,7 +167,8 @@ export class MemoryLeaseStore implements LeaseStore {
       const tier = tierOf(request.priority);
       const ahead = state.tiers[0].length + (tier === 1 ? state.tiers[1].length : 0);
       const closed = state.closedUntil > now;
-      const fit = this.#fit(state, request, now);
+      // A request that cannot wait takes what the windows hold; pacing orders those who wait.
+      const fit = this.#fit(state, request, now, request.maxWaitMs > 0);
       if (ahead === 0 && !closed && fit.fits) {
         const record = this.#newRecord(request, now, now);
         state.records.set(request.id, record);
@@ -326,6 +339,8 @@ export class MemoryLeaseStore implements LeaseStore {
       state = {
         seq: 0,
         windows: new Map(),
+        pacing: new Map(),
+        lastGrants: [],
         concurrency: new Map(),
         records: new Map(),
         settled: new Map(),
@@ -410,7 +425,7 @@ export class MemoryLeaseStore implements LeaseStore {
     return adapted ? Math.min(plan.amount, adapted.effective) : plan.amount;
   }
 
-  #fit(state: ProviderState, request: StoredRequest, now: number): Fit {
+  #fit(state: ProviderState, request: StoredRequest, now: number, pace: boolean): Fit {
     const fit: Fit = { fits: true, atMs: now, concurrencyBound: false, limit: '' };
     for (const plan of request.limits) {
       const amount = this.#amount(state, plan);
@@ -424,7 +439,17 @@ export class MemoryLeaseStore implements LeaseStore {
       }
       const window = this.#window(state, plan, now);
       const excess = window.total + plan.need - amount;
-      if (excess <= 0) continue;
+      if (excess <= 0) {
+        if (!pace || !this.#paced(state, request, plan, amount, window.total, now)) continue;
+        const at = pacedAtMs(plan, amount, state.pacing.get(plan.key) ?? 0, now);
+        if (at <= now) continue;
+        fit.fits = false;
+        if (at >= fit.atMs) {
+          fit.atMs = at;
+          fit.limit = plan.label;
+        }
+        continue;
+      }
       fit.fits = false;
       let freed = 0;
       let at = Infinity;
@@ -470,16 +495,24 @@ export class MemoryLeaseStore implements LeaseStore {
       }
       const window = this.#window(state, plan, now);
       const bucket = Math.floor(now / plan.bucketMs);
+      const amount = this.#amount(state, plan);
+      const pacing = this.#paced(state, request, plan, amount, window.total, now);
+      if (pacing) {
+        const pace = state.pacing.get(plan.key) ?? 0;
+        state.pacing.set(plan.key, nextPaceMs(plan, amount, pace, now));
+      }
       record.windows.push({
         key: plan.key,
         dimension: plan.dimension,
         bucket,
         charged: plan.need,
         before: window.total,
+        paced: pacing,
       });
       window.buckets.set(bucket, (window.buckets.get(bucket) ?? 0) + plan.need);
       window.total += plan.need;
     }
+    if (request.limits.some(pacedLimit)) this.#noteGrant(state, request.budget, now);
     // Start-time fair queuing: the budget's next request starts where this one finishes.
     const start = Math.max(state.virtualTime, state.finishTags.get(request.budget) ?? 0);
     state.finishTags.set(request.budget, start + request.cost / request.weight);
@@ -493,6 +526,27 @@ export class MemoryLeaseStore implements LeaseStore {
     state.forgetAt.delete(request.id);
     this.#count(state, `bi:${request.budget}`, 1);
     this.#count(state, `g:${request.budget}`, 1);
+  }
+
+  /** Keeps the last grant's budget and time, and the last one of any other budget. */
+  #noteGrant(state: ProviderState, budget: string, now: number): void {
+    const [last] = state.lastGrants;
+    if (last?.budget === budget) last.atMs = now;
+    else state.lastGrants = [{ budget, atMs: now }, ...(last ? [last] : [])];
+  }
+
+  /** Does pacing hold this grant: another budget drew on the window lately, and it is filling? */
+  #paced(
+    state: ProviderState,
+    request: StoredRequest,
+    plan: LimitPlan,
+    amount: number,
+    total: number,
+    now: number,
+  ): boolean {
+    const other = state.lastGrants.find((last) => last.budget !== request.budget);
+    const shared = other !== undefined && other.atMs >= sharedSinceMs(plan, now);
+    return pacedGrant(plan, amount, total, shared);
   }
 
   /** Frees a lease's slots (on settle or expiry). */
@@ -516,6 +570,10 @@ export class MemoryLeaseStore implements LeaseStore {
     const delta = amount - charge.charged;
     charge.charged = amount;
     if (!plan || delta === 0) return;
+    const pace = state.pacing.get(plan.key);
+    if (charge.paced && pace !== undefined) {
+      state.pacing.set(plan.key, pace + delta * paceIntervalMs(plan, this.#amount(state, plan)));
+    }
     const window = this.#window(state, plan, now);
     if (charge.bucket < window.floor) return;
     const current = window.buckets.get(charge.bucket) ?? 0;
@@ -599,7 +657,7 @@ export class MemoryLeaseStore implements LeaseStore {
         record.state = 'timedOut';
         continue;
       }
-      const fit = this.#fit(state, record.request, now);
+      const fit = this.#fit(state, record.request, now, true);
       if (!fit.fits) {
         let wake = record.deadlineMs;
         if (fit.atMs > now && fit.atMs < wake) wake = fit.atMs;
@@ -640,7 +698,7 @@ export class MemoryLeaseStore implements LeaseStore {
       let retryAtMs = now + UNSCHEDULED_RETRY_MS;
       let limit = '';
       if (record) {
-        const fit = this.#fit(state, record.request, now);
+        const fit = this.#fit(state, record.request, now, true);
         retryAtMs = retryAt(fit, now);
         limit = fit.limit;
         if (state.closedUntil > now && state.closedUntil >= fit.atMs) {

@@ -12,6 +12,7 @@
  *   its slots the next time any operation touches the provider, so no sweeper is needed.
  * - Waiters queue in one global order per provider (a sorted set); every operation first grants
  *   from the head of the queue what now fits, so capacity is never given past a waiter.
+ * - While budgets share a provider's rate window, it is paced (see PACE_FREE_SHARE below).
  */
 import type { Dimension } from '../../../common/budgets/types.ts';
 import type { Outcome, RateLimitObservation, Reservation, TokenUsage } from '../../../common/quota-api.ts';
@@ -194,6 +195,62 @@ export const PUMP_BATCH = 64;
 /** Batch (priority 0) waits in its own tier, served only when the first tier is empty. */
 export function tierOf(priority: number): 0 | 1 {
   return priority <= 0 ? 1 : 0;
+}
+
+/**
+ * Pacing of a provider's rate windows. A window frees capacity in the pattern it was granted in:
+ * what a burst took comes back all at once one window later and goes to whoever waits at that
+ * instant, so a budget whose calls are still in flight then misses it, and the shares follow how
+ * many callers each budget has rather than its weight. So while more than one budget draws on a
+ * window and it is more than PACE_FREE_SHARE full, requests that can wait are granted at most at
+ * the window's steady rate (its amount per window, margin and bucket), in bursts of at most
+ * PACE_BURST_SHARE of the window: capacity comes back a little at a time, and fair queuing picks
+ * who gets each piece among everyone waiting. A request that cannot wait, one budget alone, or a
+ * window less full than that is held by the window only (no added latency without contention).
+ * Windows longer than PACE_MAX_WINDOW_MS are quotas to spend, not rates to smooth: not paced.
+ *
+ * The pace is the time up to which the limit's steady rate has been spent (a GCRA theoretical
+ * arrival time); a paced grant moves it on by its need, and settling by what the real usage
+ * refunds or adds.
+ */
+export const PACE_FREE_SHARE = 0.25;
+export const PACE_BURST_SHARE = 0.02;
+export const PACE_MAX_WINDOW_MS = 60_000;
+
+/** A provider's rate window, which pacing may apply to (a budget's cap concerns that budget alone). */
+export function pacedLimit(plan: LimitPlan): boolean {
+  return plan.scope === 'provider' && plan.windowMs > 0 && plan.windowMs <= PACE_MAX_WINDOW_MS;
+}
+
+/** Is a grant of `plan.need` on a window holding `total` paced (given another budget drew on it)? */
+export function pacedGrant(plan: LimitPlan, amount: number, total: number, otherBudget: boolean): boolean {
+  return otherBudget && pacedLimit(plan) && total + plan.need > amount * PACE_FREE_SHARE;
+}
+
+/** How long one unit of a window limit lasts at its steady rate (ms). */
+export function paceIntervalMs(plan: LimitPlan, amount: number): number {
+  return (plan.windowMs + plan.marginMs + plan.bucketMs) / amount;
+}
+
+/**
+ * The earliest time a paced grant may happen with the pace at `paceMs`: when the pace is no
+ * further ahead than the burst (PACE_BURST_SHARE of the window, and at least one unit, so that a
+ * grant made a little late, as timers are, does not lose its turn for good).
+ */
+export function pacedAtMs(plan: LimitPlan, amount: number, paceMs: number, nowMs: number): number {
+  const interval = paceIntervalMs(plan, amount);
+  const burstMs = Math.max(interval, (plan.windowMs + plan.marginMs + plan.bucketMs) * PACE_BURST_SHARE);
+  return Math.max(nowMs, paceMs - burstMs);
+}
+
+/** The pace after a grant of `plan.need` that it paces. */
+export function nextPaceMs(plan: LimitPlan, amount: number, paceMs: number, nowMs: number): number {
+  return Math.max(paceMs, nowMs) + plan.need * paceIntervalMs(plan, amount);
+}
+
+/** How far back a grant to another budget makes a window shared: the window and its margin. */
+export function sharedSinceMs(plan: LimitPlan, nowMs: number): number {
+  return nowMs - plan.windowMs - plan.marginMs;
 }
 
 /** A window refusal with no stated reset closes the provider this long. */
