@@ -6,12 +6,13 @@
  *    ours (common/tokens, from dist/) against gpt-tokenizer's o200k module, each in a fresh process
  *    beside a bare one.
  * 2. quota-server + sidecar as child processes, run from source (Node strips the types) and from
- *    dist/ (`npm run build`), with and without V8 flags (through NODE_OPTIONS): RSS idle, peak
- *    during a burst of calls through the sidecar, and after it. The configuration that counts is
- *    the sidecar as it ships: `node dist/bin/tokenlease.js sidecar` (the image's entry point, the
- *    webhook's `args: [sidecar]`) with the NODE_OPTIONS the webhook injects (SIDECAR_NODE_OPTIONS
- *    in controller/k8s/webhook/inject.ts); it is measured `--runs` times (default 3) and its
- *    figures are the medians. The quota-server runs with the same options as the sidecar.
+ *    dist/ (`npm run build`: compiled, the sidecar bundled by scripts/bundle-sidecar.ts), with and
+ *    without V8 flags (through NODE_OPTIONS): RSS idle, peak during a burst of calls through the
+ *    sidecar, and after it. The configuration that counts is the sidecar as it ships:
+ *    `node dist/bin/tokenlease.js sidecar` (the image's entry point, the webhook's
+ *    `args: [sidecar]`) with the NODE_OPTIONS the webhook injects (SIDECAR_NODE_OPTIONS in
+ *    controller/k8s/webhook/inject.ts); it is measured `--runs` times (default 3) and its figures
+ *    are the medians. The quota-server runs with the same options as the sidecar.
  *
  * The simulated provider runs in this process. Prints tables, then as the last line one JSON object
  * for the shipped configuration. dist/ is rebuilt first when any of its sources is newer; quick by

@@ -8,7 +8,7 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 /** Runs `npm run build` unless dist/ is newer than every file it is built from. */
 export function ensureBuilt(): void {
-  const stamp = join(ROOT, 'dist/common/tokens/o200k_base.bpe'); // the build's last output
+  const stamp = join(ROOT, 'dist/sidecar/main.js'); // the build's last output (the sidecar bundle)
   const builtAt = existsSync(stamp) ? statSync(stamp).mtimeMs : 0;
   const { include } = JSON.parse(readFileSync(join(ROOT, 'tsconfig.build.json'), 'utf8')) as {
     include: string[];
