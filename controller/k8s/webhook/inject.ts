@@ -23,14 +23,21 @@ export const INJECTED_ANNOTATION = 'tokenlease.io/injected';
 export const BUDGETS_ANNOTATION = 'tokenlease.io/budgets';
 export const SIDECAR_NAME = 'tokenlease-sidecar';
 /**
- * V8 flags the sidecar runs with, set as NODE_OPTIONS in its container (limit 128Mi, idle RSS
- * target 80 MB): the process cannot set them itself, as v8.setFlagsFromString after start-up
+ * V8 flags the sidecar runs with, set as NODE_OPTIONS in its container (idle RSS target 80 MB;
+ * see SIDECAR_RESOURCES for the limit): the process cannot set them itself, as v8.setFlagsFromString after start-up
  * leaves the heap's sizes as they were. A 1 MB semi-space caps the young generation, which V8
  * otherwise grows to tens of MB: the proxy keeps little of what a call allocates, and start-up
  * alone grew it by ~8 MB of RSS. bench:memory and bench:sidecar start the sidecar with exactly
  * these options.
  */
 export const SIDECAR_NODE_OPTIONS = '--max-semi-space-size=1';
+/**
+ * The sidecar container's resources. bench:memory measures ~75 MB idle but ~145 MB at the peak of
+ * 32 calls in flight (V8's compiled code and undici's WebAssembly parser stay resident once
+ * warmed up), so a 128Mi limit would OOM-kill a busy pod's sidecar: the request is what it idles
+ * at after traffic, the limit leaves room for bursts and the optional in-memory response cache.
+ */
+export const SIDECAR_RESOURCES = { requests: { cpu: '50m', memory: '96Mi' }, limits: { memory: '256Mi' } };
 
 export interface InjectionConfig {
   image: string;
@@ -148,7 +155,7 @@ export function injectSidecar(
       capabilities: { drop: ['ALL'] },
       seccompProfile: { type: 'RuntimeDefault' },
     },
-    resources: { requests: { cpu: '50m', memory: '64Mi' }, limits: { memory: '128Mi' } },
+    resources: SIDECAR_RESOURCES,
   };
 
   const baseUrls: V1EnvVar[] = [
