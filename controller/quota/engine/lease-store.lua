@@ -574,11 +574,14 @@ local function finish(result, granted)
   return cjson.encode(result)
 end
 
-collect()
+-- Operations: each takes its arguments (ARGV from position A on, or one entry of a batch) and
+-- returns its reply; grants it made for waiters are added to `granted`.
 local granted = {}
+local ops = {}
 
-if op == 'acquire' then
-  local req = cjson.decode(ARGV[A])
+ops.acquire = function(a)
+  local req = a[1]
+  if type(req) == 'string' then req = cjson.decode(req) end
   pump(granted)
   local tier = tier_of(req.priority)
   local ahead = redis.call('ZCARD', qt(0))
@@ -589,7 +592,7 @@ if op == 'acquire' then
     local rec = new_record(req, now)
     grant(rec, false)
     save(rec)
-    return finish({ kind = 'granted', nowMs = now, lease = lease_of(rec) }, granted)
+    return { kind = 'granted', nowMs = now, lease = lease_of(rec) }
   end
   local retry, limit = retry_at(f), f.limit
   if cu > 0 and cu >= f.at then retry, limit = cu, 'closed: ' .. cr end
@@ -597,7 +600,7 @@ if op == 'acquire' then
   if cu > earliest then earliest = cu end
   if req.maxWaitMs <= 0 or earliest > now + req.maxWaitMs then
     count('r:' .. req.budget, 1)
-    return finish({ kind = 'rejected', nowMs = now, retryAtMs = retry, limit = limit }, granted)
+    return { kind = 'rejected', nowMs = now, retryAtMs = retry, limit = limit }
   end
   local seq = redis.call('HINCRBY', KM, 'seq', 1)
   local rec = new_record(req, now + req.maxWaitMs)
@@ -607,23 +610,23 @@ if op == 'acquire' then
   count('bw:' .. req.budget, 1)
   local wake = pump(granted)
   if wake == 0 or wake > rec.dl then wake = rec.dl end
-  return finish({ kind = 'queued', nowMs = now, wakeAtMs = wake }, granted)
+  return { kind = 'queued', nowMs = now, wakeAtMs = wake }
 end
 
-if op == 'settle' then
-  local id, input, output, outcome = ARGV[A], tonumber(ARGV[A + 1]), tonumber(ARGV[A + 2]), ARGV[A + 3]
-  local retry_after, reset_at = tonumber(ARGV[A + 4]) or 0, tonumber(ARGV[A + 5]) or 0
+ops.settle = function(a)
+  local id, input, output, outcome = a[1], tonumber(a[2]), tonumber(a[3]), a[4]
+  local retry_after, reset_at = tonumber(a[5]) or 0, tonumber(a[6]) or 0
   local rec = load(id)
-  if not rec or rec.st == 'waiting' or rec.st == 'timedOut' then return finish({ kind = 'unknown' }, granted) end
+  if not rec or rec.st == 'waiting' or rec.st == 'timedOut' then return { kind = 'unknown' } end
   if rec.st == 'settled' then
-    return finish({ kind = 'alreadySettled', charged = rec.ch, settledAtMs = rec.sa }, granted)
+    return { kind = 'alreadySettled', charged = rec.ch, settledAtMs = rec.sa }
   end
   for _, charge in ipairs(rec.win) do recharge(rec, charge, charge_for(charge.d, input, output, outcome)) end
   local was_active = rec.st == 'active'
   if was_active then release(rec) end
   if outcome ~= 'ok' then count('o:' .. rec.req.budget .. ':' .. outcome, 1) end
   local observations = {}
-  if ARGV[A + 6] ~= '' then observations = cjson.decode(ARGV[A + 6]) end
+  if a[7] ~= '' then observations = cjson.decode(a[7]) end
   adapt(rec, outcome, retry_after, reset_at, observations)
   local charged = { requests = 1, inputTokens = charge_for('inputTokens', input, output, outcome),
     outputTokens = charge_for('outputTokens', input, output, outcome),
@@ -634,17 +637,17 @@ if op == 'settle' then
   pump(granted)
   local kind = 'settledAfterExpiry'
   if was_active then kind = 'settled' end
-  return finish({ kind = kind, charged = charged, settledAtMs = now }, granted)
+  return { kind = kind, charged = charged, settledAtMs = now }
 end
 
-if op == 'heartbeat' then
-  local id, extend = ARGV[A], tonumber(ARGV[A + 1])
+ops.heartbeat = function(a)
+  local id, extend = a[1], tonumber(a[2])
   local rec = load(id)
-  if not rec or rec.st == 'waiting' or rec.st == 'timedOut' then return finish({ kind = 'unknown' }, granted) end
-  if rec.st == 'expired' then return finish({ kind = 'expired' }, granted) end
-  if rec.st == 'settled' then return finish({ kind = 'settled' }, granted) end
-  if ARGV[A + 2] ~= '' then
-    local input, output = tonumber(ARGV[A + 2]), tonumber(ARGV[A + 3])
+  if not rec or rec.st == 'waiting' or rec.st == 'timedOut' then return { kind = 'unknown' } end
+  if rec.st == 'expired' then return { kind = 'expired' } end
+  if rec.st == 'settled' then return { kind = 'settled' } end
+  if a[3] ~= '' then
+    local input, output = tonumber(a[3]), tonumber(a[4])
     for _, charge in ipairs(rec.win) do
       local used = charge_for(charge.d, input, output, 'ok')
       if used > charge.c then recharge(rec, charge, used) end
@@ -653,26 +656,26 @@ if op == 'heartbeat' then
   rec.ea = now + extend
   save(rec)
   redis.call('ZADD', KX, rec.ea, id)
-  return finish({ kind = 'extended', expiresAtMs = rec.ea }, granted)
+  return { kind = 'extended', expiresAtMs = rec.ea }
 end
 
-if op == 'pump' then
+ops.pump = function(a)
   local wake = pump(granted)
-  return finish({ nowMs = now, wakeAtMs = wake }, granted)
+  return { nowMs = now, wakeAtMs = wake }
 end
 
-if op == 'claim' or op == 'cancel' then
-  local id = ARGV[A]
+local function claim_or_cancel(op, a)
+  local id = a[1]
   local rec = load(id)
   if rec and rec.st == 'active' and rec.uc then
     rec.uc = false
     save(rec)
-    return finish({ kind = 'granted', lease = lease_of(rec) }, granted)
+    return { kind = 'granted', lease = lease_of(rec) }
   end
   if rec and rec.st == 'waiting' and op == 'claim' then
     local wake = pump(granted)
     if wake == 0 then wake = rec.dl end
-    return finish({ kind = 'waiting', wakeAtMs = wake }, granted)
+    return { kind = 'waiting', wakeAtMs = wake }
   end
   if rec and rec.st == 'waiting' then
     dequeue(rec)
@@ -688,11 +691,11 @@ if op == 'claim' or op == 'cancel' then
     local cu, cr = closed_until()
     if cu > 0 and cu >= f.at then retry, limit = cu, 'closed: ' .. cr end
   end
-  return finish({ kind = 'gone', nowMs = now, retryAtMs = retry, limit = limit }, granted)
+  return { kind = 'gone', nowMs = now, retryAtMs = retry, limit = limit }
 end
 
-if op == 'usage' then
-  local plans = cjson.decode(ARGV[A])
+ops.usage = function(a)
+  local plans = cjson.decode(a[1])
   local limits = {}
   for i, plan in ipairs(plans) do
     local used
@@ -704,12 +707,12 @@ if op == 'usage' then
     limits[i] = { key = plan.key, used = used, effective = amount(plan) }
   end
   local cu, cr = closed_until()
-  return finish({ nowMs = now, limits = limits, counters = redis.call('HGETALL', KM),
-    waiters = waiting(), closedUntilMs = cu, closedReason = cr }, granted)
+  return { nowMs = now, limits = limits, counters = redis.call('HGETALL', KM),
+    waiters = waiting(), closedUntilMs = cu, closedReason = cr }
 end
 
-if op == 'forgetBudget' then
-  local budget, keys = ARGV[A], cjson.decode(ARGV[A + 1])
+ops.forgetBudget = function(a)
+  local budget, keys = a[1], cjson.decode(a[2])
   for _, key in ipairs(keys) do
     redis.call('DEL', P .. ':w:' .. key)
     redis.call('HDEL', KC, key)
@@ -720,7 +723,27 @@ if op == 'forgetBudget' then
     local _, _, b = string.find(field, '^[^:]+:([^:]+)')
     if b == budget then redis.call('HDEL', KM, field) end
   end
-  return finish({}, granted)
+  return {}
 end
 
-return redis.error_reply('unknown operation ' .. tostring(op))
+ops.claim = function(a) return claim_or_cancel('claim', a) end
+ops.cancel = function(a) return claim_or_cancel('cancel', a) end
+
+collect()
+
+-- A batch runs several operations, in order, at one Redis time, as the same calls one after
+-- another would: ARGV[A] is a JSON array of [operation, arguments...].
+if op == 'batch' then
+  local results = {}
+  for i, item in ipairs(cjson.decode(ARGV[A])) do
+    local handler = ops[item[1]]
+    if not handler then return redis.error_reply('tokenlease: unknown operation ' .. tostring(item[1])) end
+    results[i] = handler({ unpack(item, 2) })
+  end
+  if #granted > 0 then redis.call('PUBLISH', P .. ':grants', cjson.encode(granted)) end
+  return cjson.encode({ results = results, grantedIds = granted })
+end
+
+local handler = ops[op]
+if not handler then return redis.error_reply('tokenlease: unknown operation ' .. op) end
+return finish(handler({ unpack(ARGV, A) }), granted)

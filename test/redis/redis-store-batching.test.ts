@@ -1,0 +1,85 @@
+/**
+ * Acquires and settles issued together go to Redis as one script call, with the same outcome as
+ * the same calls one after another.
+ */
+import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { afterAll, describe, expect, it } from 'vitest';
+import { CapacityExhaustedError } from '../../common/errors/errors.ts';
+import { budgetsFrom } from '../../controller/quota/engine/engine-conformance.ts';
+import { StoreLeaseEngine } from '../../controller/quota/engine/lease-engine.ts';
+import { RedisLeaseStore } from '../../controller/quota/engine/redis-store.ts';
+import { redisUrl } from '../support/redis.ts';
+
+const admin = new Redis(redisUrl());
+const prefix = `tltest:${randomUUID().slice(0, 8)}:`;
+
+afterAll(async () => {
+  const keys = await admin.keys(`${prefix}*`);
+  if (keys.length > 0) await admin.del(...keys);
+  admin.disconnect();
+});
+
+const BUDGETS = budgetsFrom(`
+apiVersion: tokenlease.io/v1alpha1
+kind: LLMProvider
+metadata: {name: acme, namespace: llm}
+spec:
+  api: openai
+  baseURL: https://api.example.test/v1
+  limits:
+    - {dimension: concurrency, amount: 5}
+    - {dimension: requests, amount: 8, window: 1m}
+---
+apiVersion: tokenlease.io/v1alpha1
+kind: LLMBudget
+metadata: {name: search, namespace: team-a}
+spec: {providerRef: {name: acme, namespace: llm}}
+`);
+
+const acquire = (engine: StoreLeaseEngine) =>
+  engine.acquire({
+    provider: 'llm/acme',
+    model: 'gpt-test',
+    budget: 'team-a/search',
+    inputTokens: 10,
+    maxOutputTokens: 20,
+    maxWaitMs: 0,
+  });
+
+describe('redis store batching', () => {
+  it('runs concurrent acquires and settles in few script calls, each limit exactly kept', async () => {
+    const store = new RedisLeaseStore({ redis: redisUrl(), keyPrefix: prefix });
+    await store.ready();
+    const engine = new StoreLeaseEngine(store, BUDGETS);
+    try {
+      const first = await Promise.allSettled(Array.from({ length: 12 }, () => acquire(engine)));
+      const granted = first.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+      const refused = first.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
+      expect(granted).toHaveLength(5);
+      expect(refused).toHaveLength(7);
+      for (const reason of refused) expect(reason).toBeInstanceOf(CapacityExhaustedError);
+      expect(new Set(granted.map((lease) => lease.leaseId)).size).toBe(5);
+      expect(store.stats.scriptCalls).toBeLessThan(store.stats.operations);
+
+      const settled = await Promise.all(
+        granted.map((lease) =>
+          engine.settle({
+            leaseId: lease.leaseId,
+            usage: { inputTokens: 10, outputTokens: 5 },
+            outcome: 'ok',
+          }),
+        ),
+      );
+      expect(settled.map((result) => result.status)).toEqual(Array(5).fill('settled'));
+      // The requests window holds the 5 granted; 3 more fit, the concurrency slots are free again.
+      const second = await Promise.allSettled(Array.from({ length: 5 }, () => acquire(engine)));
+      expect(second.filter((r) => r.status === 'fulfilled')).toHaveLength(3);
+      const usage = (await engine.usage('llm/acme')).providers[0]!;
+      expect(usage.limits.find((limit) => limit.dimension === 'requests')!.used).toBe(8);
+      expect(usage.limits.find((limit) => limit.dimension === 'concurrency')!.used).toBe(3);
+    } finally {
+      await store.close();
+    }
+  });
+});
