@@ -7,15 +7,18 @@
  *    are doing) at 100 and 500 calls/s, once straight to the provider and once through the
  *    sidecar; added = through - straight, per percentile;
  * 2. maximum calls/s through the sidecar, closed loop at concurrency 64;
- * 3. the sidecar's resident memory idle and under load.
+ * 3. the sidecar's resident memory idle and under load;
+ * 4. CPU per call: the CPU seconds the sidecar process (and the quota-server process) used during
+ *    a phase, over the calls of that phase. On a shared 2-core machine the latencies above move
+ *    with whatever else runs; this figure barely does, so it is the one to compare changes by.
  *
  * The sidecar runs as it ships: `node dist/bin/tokenlease.js sidecar` with the NODE_OPTIONS the
  * webhook injects (SIDECAR_NODE_OPTIONS in controller/k8s/webhook/inject.ts); dist/ is rebuilt
  * first when a source is newer. `-- --source` runs bin/tokenlease.ts instead (Node strips the
  * types: ~18 MB more RSS), `-- --node-options '...'` tries other flags.
  *
- * Prints a table, then as the last line one JSON object (added latency at 500 calls/s). Medians
- * over runs; `-- --quick` finishes in under a minute.
+ * Prints a table, then as the last line one JSON object (added latency and CPU per call at 500
+ * calls/s). Medians over runs; `-- --quick` finishes in under a minute.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -29,7 +32,7 @@ import { Agent, request } from 'undici';
 import { SIDECAR_NODE_OPTIONS } from '../controller/k8s/webhook/inject.ts';
 import { startSimProvider, type SimProvider } from '../sim-provider/index.ts';
 import { ensureBuilt } from './lib/build.ts';
-import { rssMb } from './lib/process-stats.ts';
+import { cpuSeconds, rssMb } from './lib/process-stats.ts';
 import { startQuotaServerProcess, type QuotaServerProcess } from './lib/quota-server-process.ts';
 import { median, percentile, round, table } from './lib/stats.ts';
 
@@ -141,6 +144,7 @@ async function call(base: string): Promise<void> {
 }
 
 interface Latency {
+  calls: number;
   p50: number;
   p99: number;
   errors: number;
@@ -170,11 +174,15 @@ async function openLoop(base: string, rate: number, seconds: number, onTick?: ()
   }
   await Promise.all(pending);
   latencies.sort((a, b) => a - b);
-  return { p50: percentile(latencies, 50), p99: percentile(latencies, 99), errors };
+  return { calls: total, p50: percentile(latencies, 50), p99: percentile(latencies, 99), errors };
 }
 
-/** Closed loop at `concurrency`: calls completed per second. */
-async function maxRate(base: string, seconds: number, onTick: () => void): Promise<number> {
+/** Closed loop at `concurrency`: calls completed, and per second. */
+async function maxRate(
+  base: string,
+  seconds: number,
+  onTick: () => void,
+): Promise<{ calls: number; rps: number }> {
   let done = 0;
   const end = performance.now() + seconds * 1000;
   const ticker = setInterval(onTick, 250);
@@ -187,7 +195,24 @@ async function maxRate(base: string, seconds: number, onTick: () => void): Promi
     }),
   );
   clearInterval(ticker);
-  return done / seconds;
+  return { calls: done, rps: done / seconds };
+}
+
+/** CPU milliseconds per call that each process spent while `phase` ran. */
+async function cpuPerCall<T extends { calls: number }>(
+  pids: { sidecar: number; quota: number | undefined },
+  phase: () => Promise<T>,
+): Promise<T & { sidecarCpuMs: number; quotaCpuMs: number }> {
+  const sidecarBefore = cpuSeconds(pids.sidecar);
+  const quotaBefore = pids.quota === undefined ? 0 : cpuSeconds(pids.quota);
+  const result = await phase();
+  const sidecarCpu = cpuSeconds(pids.sidecar) - sidecarBefore;
+  const quotaCpu = pids.quota === undefined ? NaN : cpuSeconds(pids.quota) - quotaBefore;
+  return {
+    ...result,
+    sidecarCpuMs: (sidecarCpu * 1000) / result.calls,
+    quotaCpuMs: (quotaCpu * 1000) / result.calls,
+  };
 }
 
 async function redisReachable(url: string): Promise<boolean> {
@@ -237,31 +262,35 @@ async function main(): Promise<void> {
   ]);
 
   const rows: Array<Record<string, string | number>> = [];
-  const added: Record<number, { p50: number[]; p99: number[] }> = {};
+  const added: Record<number, { p50: number[]; p99: number[]; sidecarCpuMs: number[] }> = {};
   const maxRps: number[] = [];
   const rssIdle: number[] = [];
   const rssLoad: number[] = [];
+  const pids = { sidecar: sidecar.pid, quota: quota?.pid };
+  const cpuColumns = (phase: { sidecarCpuMs: number; quotaCpuMs: number }) => ({
+    'sidecar CPU ms/call': round(phase.sidecarCpuMs, 3),
+    'quota CPU ms/call': embedded ? '' : round(phase.quotaCpuMs, 3),
+  });
   try {
     await new Promise((resolve) => setTimeout(resolve, 1000));
     rssIdle.push(rssMb(sidecar.pid));
     // Warm up both paths (connections, JIT) before measuring.
     await openLoop(sim.url, 200, 1);
-    await openLoop(sidecar.url, 200, 1);
+    await openLoop(sidecar.url, 200, 2);
 
     for (let run = 0; run < RUNS; run++) {
       for (const rate of RATES) {
+        // The same open-loop load, first straight to the provider, then through the sidecar.
         const direct = await openLoop(sim.url, rate, SECONDS);
         let peak = 0;
-        const via = await openLoop(
-          sidecar.url,
-          rate,
-          SECONDS,
-          () => (peak = Math.max(peak, rssMb(sidecar.pid))),
+        const via = await cpuPerCall(pids, () =>
+          openLoop(sidecar.url, rate, SECONDS, () => (peak = Math.max(peak, rssMb(sidecar.pid)))),
         );
         rssLoad.push(peak);
-        const entry = (added[rate] ??= { p50: [], p99: [] });
+        const entry = (added[rate] ??= { p50: [], p99: [], sidecarCpuMs: [] });
         entry.p50.push(via.p50 - direct.p50);
         entry.p99.push(via.p99 - direct.p99);
+        entry.sidecarCpuMs.push(via.sidecarCpuMs);
         rows.push({
           run: run + 1,
           'calls/s': rate,
@@ -273,12 +302,15 @@ async function main(): Promise<void> {
           'added p99 ms': round(via.p99 - direct.p99, 3),
           errors: direct.errors + via.errors,
           'max calls/s': '',
+          ...cpuColumns(via),
           'sidecar RSS MB': round(peak, 1),
         });
       }
       let peak = 0;
-      const rps = await maxRate(sidecar.url, SECONDS, () => (peak = Math.max(peak, rssMb(sidecar.pid))));
-      maxRps.push(rps);
+      const max = await cpuPerCall(pids, () =>
+        maxRate(sidecar.url, SECONDS, () => (peak = Math.max(peak, rssMb(sidecar.pid)))),
+      );
+      maxRps.push(max.rps);
       rssLoad.push(peak);
       rows.push({
         run: run + 1,
@@ -290,7 +322,8 @@ async function main(): Promise<void> {
         'added p50 ms': '',
         'added p99 ms': '',
         errors: '',
-        'max calls/s': round(rps, 0),
+        'max calls/s': round(max.rps, 0),
+        ...cpuColumns(max),
         'sidecar RSS MB': round(peak, 1),
       });
     }
@@ -324,6 +357,7 @@ async function main(): Promise<void> {
       max_rps: round(median(maxRps), 0),
       rss_idle_mb: round(median(rssIdle), 1),
       rss_load_mb: round(Math.max(...rssLoad), 1),
+      sidecar_cpu_ms_per_call: round(median(at500.sidecarCpuMs), 3),
     }),
   );
 }
