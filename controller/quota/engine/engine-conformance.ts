@@ -607,6 +607,39 @@ export function describeEngineConformance(name: string, factory: EngineFactory):
         expect(Math.abs(shares[1]! - 25), measured).toBeLessThanOrEqual(5);
         expect(Math.abs(shares[2]! - 25), measured).toBeLessThanOrEqual(5);
       });
+      it('paces a window one budget saturates, once it has held a request back, and not before', async () => {
+        const engine = await engineWith(budgetsWith('[{dimension: requests, amount: 20, window: 1s}]'));
+        const start = now;
+        // Within what the window holds, a burst goes at once, waiting or not.
+        const burst = await Promise.all(
+          Array.from({ length: 20 }, () => engine.acquire(request({ maxWaitMs: 60_000 }))),
+        );
+        expect(burst.map((grant) => grant.expiresAtMs - grant.leaseTimeoutMs)).toEqual(
+          burst.map(() => start),
+        );
+        // Beyond it the window holds the next 20 back. When the burst leaves it (1 s and a 10 ms
+        // bucket later), they are granted at the window's steady rate, one per 1010 / 20 ms after
+        // a burst of two; all at once, the burst would come back every window.
+        const grantedAt: number[] = [];
+        const waiting = Array.from({ length: 20 }, () =>
+          engine
+            .acquire(request({ maxWaitMs: 60_000 }))
+            .then((grant) => grantedAt.push(grant.expiresAtMs - grant.leaseTimeoutMs)),
+        );
+        await sleep(20);
+        while (grantedAt.length < 20 && now < start + 3_000) {
+          now += 10;
+          // What wakes time-bound waiters here: an acquire refused because others wait.
+          await engine.acquire(request()).catch(() => {});
+          await sleep(1);
+        }
+        await Promise.all(waiting);
+        const offsets = grantedAt.map((at) => at - start);
+        expect(offsets.slice(0, 2)).toEqual([1_010, 1_010]);
+        // The clock moves in 10 ms steps: 50.5 ms apart shows as 50 or 60.
+        for (let i = 2; i < 20; i++)
+          expect(offsets[i]! - offsets[i - 1]!, offsets.join(' ')).toBeGreaterThanOrEqual(50);
+      });
     });
 
     describe('closures and adaptation', () => {
@@ -707,6 +740,51 @@ export function describeEngineConformance(name: string, factory: EngineFactory):
         const limits = await providerLimits(engine);
         expect(limits[0]).toMatchObject({ dimension: 'requests', effectiveLimit: Math.floor(79 * 0.97) });
         expect(limits[1]!.effectiveLimit).toBe(1_000_000);
+      });
+
+      it('lowers a rate once for the refusals of one window, whatever order its calls reached the provider in', async () => {
+        const engine = await engineWith(budgetsWith('[{dimension: requests, amount: 100, window: 1m}]'));
+        const leases = [];
+        for (let i = 0; i < 80; i++) leases.push(await engine.acquire(request()));
+        // The provider allowed 79: it refused the 80th, and the 75th, which reached it later, at the
+        // edge of its window (where it still counted calls that had left ours).
+        await engine.settle({ leaseId: leases[79]!.leaseId, usage: ok, outcome: 'refusedRate' });
+        await engine.settle({ leaseId: leases[74]!.leaseId, usage: ok, outcome: 'refusedRate' });
+        const limit = async () => (await providerLimits(engine))[0]!;
+        expect((await limit()).effectiveLimit).toBe(Math.floor(79 * 0.97));
+        // A window (and its bucket) later, a refusal lowers it again.
+        now += 60_600;
+        const more = [];
+        for (let i = 0; i < 70; i++) more.push(await engine.acquire(request()));
+        await engine.settle({ leaseId: more[69]!.leaseId, usage: ok, outcome: 'refusedRate' });
+        expect((await limit()).effectiveLimit).toBe(Math.floor(69 * 0.97));
+      });
+
+      it("learns a rate from a refused call's own headers, not from the count it was refused at", async () => {
+        const engine = await engineWith(budgetsWith('[{dimension: requests, amount: 100, window: 1m}]'));
+        const leases = [];
+        for (let i = 0; i < 10; i++) leases.push(await engine.acquire(request()));
+        // Refused while the provider still counted calls ours no longer does: its headers state
+        // the limit we use and nothing left. Nothing is lowered; the window is full until then.
+        await engine.settle({
+          leaseId: leases[9]!.leaseId,
+          usage: ok,
+          outcome: 'refusedRate',
+          rateLimits: [{ dimension: 'requests', limit: 100, remaining: 0 }],
+        });
+        expect((await providerLimits(engine))[0]).toMatchObject({
+          limit: 100,
+          effectiveLimit: 100,
+          used: 100,
+        });
+        // A refusal stating less is learned as stated (not halved from where it was refused).
+        await engine.settle({
+          leaseId: leases[8]!.leaseId,
+          usage: ok,
+          outcome: 'refusedRate',
+          rateLimits: [{ dimension: 'requests', limit: 80, remaining: 0 }],
+        });
+        expect((await providerLimits(engine))[0]!.effectiveLimit).toBe(80);
       });
 
       it('learns a stated limit and outside use from rate-limit headers', async () => {

@@ -117,8 +117,8 @@ local function charge_now(plan, add)
 end
 
 -- Pacing (see store.ts): per paced window limit, the time its steady rate has been spent up to
--- (hash KP), and in KM the last grant's budget and time (lb1, lt1) and the last one of any other
--- budget (lb2, lt2).
+-- and (field key|h) when it last held a request back, in hash KP; in KM the last grant's budget
+-- and time (lb1, lt1) and the last one of any other budget (lb2, lt2).
 local function paced_limit(plan)
   return plan.scope == 'provider' and plan.windowMs > 0 and plan.windowMs <= PACE_MAX_WINDOW_MS
 end
@@ -147,11 +147,21 @@ local function note_grant(budget)
   end
 end
 
--- Does pacing hold a grant of plan.need on a window holding `total`?
+-- Is a grant of plan.need on a window holding `total` paced: the window held a request back
+-- lately, or another budget drew on it lately and it is filling?
 local function paced_grant(budget, plan, limit, total)
-  if not paced_limit(plan) or total + plan.need <= limit * PACE_FREE_SHARE then return false end
+  if not paced_limit(plan) then return false end
+  local since = now - span_of(plan)
+  local held = tonumber(redis.call('HGET', KP, plan.key .. '|h'))
+  if held ~= nil and held >= since then return true end
+  if total + plan.need <= limit * PACE_FREE_SHARE then return false end
   local other = other_budget_at(budget)
-  return other ~= nil and other >= now - plan.windowMs - plan.marginMs
+  return other ~= nil and other >= since
+end
+
+local function note_held(plan)
+  redis.call('HSET', KP, plan.key .. '|h', now)
+  redis.call('PEXPIRE', KP, PACE_TTL_MS)
 end
 
 local function pace_of(plan) return tonumber(redis.call('HGET', KP, plan.key)) or 0 end
@@ -172,7 +182,8 @@ local function retry_at(fit)
 end
 
 -- Can the request be granted now? If not, when could it be by time alone? (`pace`: a request that
--- can wait is paced; one that cannot takes what the windows hold.)
+-- can wait is paced; one that cannot takes what the windows hold.) Notes the paced window limits
+-- that hold it back (they are contended from then on).
 local function fit(req, pace)
   local result = { fits = true, at = now, conc = false, limit = '' }
   for _, plan in ipairs(req.limits) do
@@ -191,6 +202,7 @@ local function fit(req, pace)
         local at = paced_at(plan, limit)
         if at > now then
           result.fits = false
+          note_held(plan)
           if at >= result.at then
             result.at = at
             result.limit = plan.label
@@ -199,6 +211,7 @@ local function fit(req, pace)
       end
       if excess > 0 then
         result.fits = false
+        if paced_limit(plan) then note_held(plan) end
         local all = redis.call('HGETALL', wkey(plan))
         local indexes = {}
         local amounts = {}
@@ -481,7 +494,8 @@ local function lower(plan, estimate, adaptation, stated)
   if probe and last_probe > 0 and now - last_probe < 2 * probe then
     next_probe = math.min(adaptation.maxProbeMs, probe * 2)
   end
-  redis.call('HSET', KE, k, estimate, k .. '|t', now, k .. '|p', next_probe, k .. '|l', last_probe)
+  redis.call('HSET', KE, k, estimate, k .. '|t', now, k .. '|p', next_probe, k .. '|l', last_probe,
+    k .. '|d', now)
   adapted = nil
 end
 
@@ -493,6 +507,17 @@ local function observed_plan(req, dimension)
     end
   end
   return best
+end
+
+-- A rate refusal that teaches nothing by its count (see memory-store.ts): the call's own headers
+-- state the limit of the refused window, or it was lowered less than a window ago.
+local function refusal_explained(req, plan, observations)
+  local lowered = tonumber(redis.call('HGET', KE, plan.key .. '|d'))
+  if lowered and now - lowered < span_of(plan) then return true end
+  for _, o in ipairs(observations) do
+    if o.limit and o.limit > 0 and observed_plan(req, o.dimension) == plan then return true end
+  end
+  return false
 end
 
 -- What a settled call teaches: closures, lower limits after refusals, probes after successes.
@@ -530,7 +555,7 @@ local function adapt(rec, outcome, retry_after, reset_at, observations)
         if not worst or ratio > worst_ratio then worst, worst_charge, worst_ratio = plan, charge, ratio end
       end
     end
-    if worst then
+    if worst and not refusal_explained(rec.req, worst, observations) then
       local estimate = math.floor(worst_charge.w * RATE_BACKOFF)
       if estimate < worst.need then estimate = worst.need end
       lower(worst, estimate, adaptation)

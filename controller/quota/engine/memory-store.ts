@@ -15,13 +15,14 @@ import {
   pacedLimit,
   paceIntervalMs,
   nextPaceMs,
-  sharedSinceMs,
+  contendedSinceMs,
   PUMP_BATCH,
   RATE_BACKOFF,
   RECORD_GRACE_MS,
   SETTLED_GRACE_MS,
   tierOf,
   TOKEN_HEADER_TOLERANCE,
+  windowSpanMs,
   type GrantListener,
   type LeaseStore,
   type LimitPlan,
@@ -90,6 +91,8 @@ interface Adapted {
   changedAt: number;
   probeMs: number;
   lastProbeAt: number;
+  /** When it was last lowered (probes up do not count). */
+  loweredAt: number;
 }
 
 interface ProviderState {
@@ -99,6 +102,8 @@ interface ProviderState {
   pacing: Map<string, number>;
   /** The last grant's budget and time, and the last one of any other budget (for pacing). */
   lastGrants: Array<{ budget: string; atMs: number }>;
+  /** Per paced window limit: when it last held a request back (by its amount or its pace). */
+  heldAt: Map<string, number>;
   concurrency: Map<string, number>;
   records: Map<string, LeaseRecord>;
   /** Settled leases shrink to their answer (a repeated settle gets it). */
@@ -341,6 +346,7 @@ export class MemoryLeaseStore implements LeaseStore {
         windows: new Map(),
         pacing: new Map(),
         lastGrants: [],
+        heldAt: new Map(),
         concurrency: new Map(),
         records: new Map(),
         settled: new Map(),
@@ -425,6 +431,7 @@ export class MemoryLeaseStore implements LeaseStore {
     return adapted ? Math.min(plan.amount, adapted.effective) : plan.amount;
   }
 
+  /** Also notes the paced window limits that hold the request back (they are contended). */
   #fit(state: ProviderState, request: StoredRequest, now: number, pace: boolean): Fit {
     const fit: Fit = { fits: true, atMs: now, concurrencyBound: false, limit: '' };
     for (const plan of request.limits) {
@@ -444,6 +451,7 @@ export class MemoryLeaseStore implements LeaseStore {
         const at = pacedAtMs(plan, amount, state.pacing.get(plan.key) ?? 0, now);
         if (at <= now) continue;
         fit.fits = false;
+        state.heldAt.set(plan.key, now);
         if (at >= fit.atMs) {
           fit.atMs = at;
           fit.limit = plan.label;
@@ -451,6 +459,7 @@ export class MemoryLeaseStore implements LeaseStore {
         continue;
       }
       fit.fits = false;
+      if (pacedLimit(plan)) state.heldAt.set(plan.key, now);
       let freed = 0;
       let at = Infinity;
       for (const index of [...window.buckets.keys()].sort((a, b) => a - b)) {
@@ -535,7 +544,7 @@ export class MemoryLeaseStore implements LeaseStore {
     else state.lastGrants = [{ budget, atMs: now }, ...(last ? [last] : [])];
   }
 
-  /** Does pacing hold this grant: another budget drew on the window lately, and it is filling? */
+  /** Is this grant paced: the window held a request back lately, or is shared lately and filling? */
   #paced(
     state: ProviderState,
     request: StoredRequest,
@@ -544,9 +553,12 @@ export class MemoryLeaseStore implements LeaseStore {
     total: number,
     now: number,
   ): boolean {
+    const since = contendedSinceMs(plan, now);
     const other = state.lastGrants.find((last) => last.budget !== request.budget);
-    const shared = other !== undefined && other.atMs >= sharedSinceMs(plan, now);
-    return pacedGrant(plan, amount, total, shared);
+    return pacedGrant(plan, amount, total, {
+      held: (state.heldAt.get(plan.key) ?? -Infinity) >= since,
+      shared: other !== undefined && other.atMs >= since,
+    });
   }
 
   /** Frees a lease's slots (on settle or expiry). */
@@ -756,7 +768,7 @@ export class MemoryLeaseStore implements LeaseStore {
         const ratio = (charge.before + plan.need) / this.#amount(state, plan);
         if (!worst || ratio > worst.ratio) worst = { plan, charge, ratio };
       }
-      if (worst) {
+      if (worst && !this.#refusalExplained(state, worst.plan, request, command, now)) {
         const estimate = Math.max(worst.plan.need, Math.floor(worst.charge.before * RATE_BACKOFF));
         this.#lower(state, worst.plan, estimate, now, adaptation);
       }
@@ -773,6 +785,34 @@ export class MemoryLeaseStore implements LeaseStore {
     }
     for (const observation of command.rateLimits ?? [])
       this.#observe(state, request, observation, now, adaptation);
+  }
+
+  /**
+   * A rate refusal that teaches nothing by its count. Our window and the provider's hold the same
+   * calls only as far as the window margin covers the time from a grant to the provider seeing
+   * the call: a refusal can come from the provider still counting calls that have left ours,
+   * most likely at the edge of a window that was granted in a burst. So:
+   * - the refused call's own headers state the limit of that window: they say what it is (at
+   *   least ours: the refusal was such an edge; less: #observe learns it as stated);
+   * - the limit was lowered less than a window ago: the provider's window still holds what it
+   *   admitted before, and its edge comes within that window (one decrease per window, as TCP
+   *   makes one per round trip). A limit really lower refuses again in the next window.
+   */
+  #refusalExplained(
+    state: ProviderState,
+    plan: LimitPlan,
+    request: StoredRequest,
+    command: SettleCommand,
+    now: number,
+  ): boolean {
+    const adapted = state.adapted.get(plan.key);
+    if (adapted && now - adapted.loweredAt < windowSpanMs(plan)) return true;
+    return (command.rateLimits ?? []).some(
+      (observation) =>
+        observation.limit !== undefined &&
+        observation.limit > 0 &&
+        observedPlan(request.limits, observation.dimension) === plan,
+    );
   }
 
   /** Sets a limit's effective amount to `estimate` if lower; a probe refused soon backs off longer. */
@@ -797,6 +837,7 @@ export class MemoryLeaseStore implements LeaseStore {
       changedAt: now,
       probeMs: probeFailed ? Math.min(adaptation.maxProbeMs, adapted.probeMs * 2) : adaptation.probeMs,
       lastProbeAt: adapted?.lastProbeAt ?? 0,
+      loweredAt: now,
     });
   }
 

@@ -201,13 +201,21 @@ export function tierOf(priority: number): 0 | 1 {
  * Pacing of a provider's rate windows. A window frees capacity in the pattern it was granted in:
  * what a burst took comes back all at once one window later and goes to whoever waits at that
  * instant, so a budget whose calls are still in flight then misses it, and the shares follow how
- * many callers each budget has rather than its weight. So while more than one budget draws on a
- * window and it is more than PACE_FREE_SHARE full, requests that can wait are granted at most at
- * the window's steady rate (its amount per window, margin and bucket), in bursts of at most
- * PACE_BURST_SHARE of the window: capacity comes back a little at a time, and fair queuing picks
- * who gets each piece among everyone waiting. A request that cannot wait, one budget alone, or a
- * window less full than that is held by the window only (no added latency without contention).
- * Windows longer than PACE_MAX_WINDOW_MS are quotas to spend, not rates to smooth: not paced.
+ * many callers each budget has rather than its weight. Even for one budget, a burst given back
+ * at once replays window after window, and at each replay the calls of the burst reach the
+ * provider spread out by their grant-to-arrival delays, beyond the window margin for some: the
+ * provider, still counting the previous burst's stragglers, refuses them.
+ *
+ * So requests that can wait are granted at most at the window's steady rate (its amount per
+ * window, margin and bucket), in bursts of at most PACE_BURST_SHARE of the window, while the
+ * window is contended: it held a request back (by its amount or its pace) within the last window
+ * — then even when a burst leaving it empties it, or the burst would come back — or another
+ * budget drew on it within the last window and it is more than PACE_FREE_SHARE full — before it
+ * is full, or the first window would go by demand. Capacity then comes back a little at a time,
+ * and fair queuing picks who gets each piece among everyone waiting. A request that cannot wait,
+ * one budget using a window within what it allows, or a shared window less full than that is
+ * held by the window only (no added latency without contention). Windows longer than
+ * PACE_MAX_WINDOW_MS are quotas to spend, not rates to smooth: never paced.
  *
  * The pace is the time up to which the limit's steady rate has been spent (a GCRA theoretical
  * arrival time); a paced grant moves it on by its need, and settling by what the real usage
@@ -222,14 +230,25 @@ export function pacedLimit(plan: LimitPlan): boolean {
   return plan.scope === 'provider' && plan.windowMs > 0 && plan.windowMs <= PACE_MAX_WINDOW_MS;
 }
 
-/** Is a grant of `plan.need` on a window holding `total` paced (given another budget drew on it)? */
-export function pacedGrant(plan: LimitPlan, amount: number, total: number, otherBudget: boolean): boolean {
-  return otherBudget && pacedLimit(plan) && total + plan.need > amount * PACE_FREE_SHARE;
+/** Is a grant of `plan.need` on a window holding `total` paced, given how it is contended? */
+export function pacedGrant(
+  plan: LimitPlan,
+  amount: number,
+  total: number,
+  contention: { held: boolean; shared: boolean },
+): boolean {
+  if (!pacedLimit(plan)) return false;
+  return contention.held || (contention.shared && total + plan.need > amount * PACE_FREE_SHARE);
+}
+
+/** How long a charge stays counted at most: the window, its margin and a bucket (ms). */
+export function windowSpanMs(plan: LimitPlan): number {
+  return plan.windowMs + plan.marginMs + plan.bucketMs;
 }
 
 /** How long one unit of a window limit lasts at its steady rate (ms). */
 export function paceIntervalMs(plan: LimitPlan, amount: number): number {
-  return (plan.windowMs + plan.marginMs + plan.bucketMs) / amount;
+  return windowSpanMs(plan) / amount;
 }
 
 /**
@@ -239,7 +258,7 @@ export function paceIntervalMs(plan: LimitPlan, amount: number): number {
  */
 export function pacedAtMs(plan: LimitPlan, amount: number, paceMs: number, nowMs: number): number {
   const interval = paceIntervalMs(plan, amount);
-  const burstMs = Math.max(interval, (plan.windowMs + plan.marginMs + plan.bucketMs) * PACE_BURST_SHARE);
+  const burstMs = Math.max(interval, windowSpanMs(plan) * PACE_BURST_SHARE);
   return Math.max(nowMs, paceMs - burstMs);
 }
 
@@ -248,9 +267,9 @@ export function nextPaceMs(plan: LimitPlan, amount: number, paceMs: number, nowM
   return Math.max(paceMs, nowMs) + plan.need * paceIntervalMs(plan, amount);
 }
 
-/** How far back a grant to another budget makes a window shared: the window and its margin. */
-export function sharedSinceMs(plan: LimitPlan, nowMs: number): number {
-  return nowMs - plan.windowMs - plan.marginMs;
+/** How far back a request held back, or a grant to another budget, counts for pacing. */
+export function contendedSinceMs(plan: LimitPlan, nowMs: number): number {
+  return nowMs - windowSpanMs(plan);
 }
 
 /** A window refusal with no stated reset closes the provider this long. */
