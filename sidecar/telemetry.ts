@@ -1,12 +1,14 @@
 /**
  * One OpenTelemetry span per call, following the GenAI semantic conventions, continuing the app's
  * trace (W3C traceparent) and handed on to the provider. Only @opentelemetry/api is used: without
- * an SDK registered by the binary, every call here is a no-op.
+ * an SDK registered by the binary, every call here would be a no-op, so none is made (no span
+ * object, attributes or context per call): startCallSpan returns undefined, and the rest take that.
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import {
   context,
   propagation,
+  ProxyTracerProvider,
   SpanKind,
   SpanStatusCode,
   trace,
@@ -17,6 +19,18 @@ import type { Outcome, TokenUsage } from '../common/quota-api.ts';
 import type { Operation } from './providers/routes.ts';
 
 const tracer = trace.getTracer('tokenlease-sidecar');
+/** What the global tracer provider delegates to while no SDK has registered one. */
+const NOOP_TRACER_PROVIDER = new ProxyTracerProvider().getDelegate();
+
+/**
+ * Whether a span or a trace header can come of a call: a tracer provider or a propagator was
+ * registered (by an SDK). Asked per call, since one may be registered at any time.
+ */
+export function tracingActive(): boolean {
+  const provider = trace.getTracerProvider();
+  const noTracer = provider instanceof ProxyTracerProvider && provider.getDelegate() === NOOP_TRACER_PROVIDER;
+  return !noTracer || propagation.fields().length > 0;
+}
 
 const OPERATION_NAME: Record<Operation, string> = {
   chat: 'chat',
@@ -31,6 +45,7 @@ export interface CallSpan {
   context: Context;
 }
 
+/** The call's span, or undefined while tracing is not active (tracingActive). */
 export function startCallSpan(
   headers: IncomingHttpHeaders,
   fields: {
@@ -41,7 +56,8 @@ export function startCallSpan(
     budget: string;
     maxOutputTokens: number | undefined;
   },
-): CallSpan {
+): CallSpan | undefined {
+  if (!tracingActive()) return undefined;
   const parent = propagation.extract(context.active(), headers);
   const span = tracer.startSpan(
     `${OPERATION_NAME[fields.operation]} ${fields.model}`,
@@ -64,17 +80,20 @@ export function startCallSpan(
 }
 
 /** Runs `fn` with the call's span active, so the quota-service calls made in it join the trace. */
-export function withCallSpan<T>(call: CallSpan, fn: () => T): T {
-  return context.with(call.context, fn);
+export function withCallSpan<T>(call: CallSpan | undefined, fn: () => T): T {
+  return call === undefined ? fn() : context.with(call.context, fn);
 }
 
 /** Adds `traceparent` (and whatever else is propagated) to the upstream request's headers. */
-export function injectTraceHeaders(call: CallSpan, headers: Record<string, string | string[]>): void {
-  propagation.inject(call.context, headers);
+export function injectTraceHeaders(
+  call: CallSpan | undefined,
+  headers: Record<string, string | string[]>,
+): void {
+  if (call !== undefined) propagation.inject(call.context, headers);
 }
 
 export function endCallSpan(
-  call: CallSpan,
+  call: CallSpan | undefined,
   result: {
     outcome: Outcome | string;
     status?: number;
@@ -83,6 +102,7 @@ export function endCallSpan(
     error?: unknown;
   },
 ): void {
+  if (call === undefined) return;
   const span = call.span;
   span.setAttribute('tokenlease.outcome', result.outcome);
   if (result.status !== undefined) span.setAttribute('http.response.status_code', result.status);
