@@ -92,13 +92,23 @@ function usageToWire(usage: TokenUsage): Usage {
 // --- enums --------------------------------------------------------------------------------------
 
 /** `refusedConcurrency` -> `OUTCOME_REFUSED_CONCURRENCY`. */
-export function outcomeToWire(outcome: Outcome): WireOutcome {
+function outcomeWireName(outcome: Outcome): WireOutcome {
   return `OUTCOME_${outcome.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}` as WireOutcome;
 }
 
-const OUTCOME_FROM_WIRE = new Map<string, Outcome>(
-  OUTCOMES.map((outcome) => [outcomeToWire(outcome), outcome]),
+/** Every Settle names one: spelled out once here, not per call. */
+const OUTCOME_TO_WIRE = new Map<Outcome, WireOutcome>(
+  OUTCOMES.map((outcome) => [outcome, outcomeWireName(outcome)]),
 );
+
+const OUTCOME_FROM_WIRE = new Map<string, Outcome>(
+  OUTCOMES.map((outcome) => [outcomeWireName(outcome), outcome]),
+);
+
+/** `refusedConcurrency` -> `OUTCOME_REFUSED_CONCURRENCY`. */
+export function outcomeToWire(outcome: Outcome): WireOutcome {
+  return OUTCOME_TO_WIRE.get(outcome) ?? outcomeWireName(outcome);
+}
 
 const SETTLE_STATUS_TO_WIRE = {
   settled: 'SETTLE_STATUS_SETTLED',

@@ -30,6 +30,8 @@ export interface Target {
 export class Router {
   readonly #budgetId: string;
   readonly #candidates: Target[];
+  /** The candidates speaking each API, in order (resolved once, not per call). */
+  readonly #byApi = new Map<Api, Target[]>();
 
   constructor(budgets: BudgetSet, budgetId: string) {
     const budget = budgets.budgets.get(budgetId);
@@ -62,6 +64,10 @@ export class Router {
         leaseTimeoutMs: parseDuration(provider.spec.leaseTimeout) ?? 120_000,
       };
     });
+    for (const target of this.#candidates) {
+      const api = target.provider.spec.api;
+      this.#byApi.set(api, [...(this.#byApi.get(api) ?? []), target]);
+    }
   }
 
   get budgetId(): string {
@@ -79,7 +85,7 @@ export class Router {
   }
 
   resolve(api: Api, model: string): Target {
-    const sameApi = this.#candidates.filter((target) => target.provider.spec.api === api);
+    const sameApi = this.#byApi.get(api) ?? [];
     const serving = sameApi.find((target) => {
       const models = target.provider.spec.models ?? [];
       return models.length === 0 || models.includes(model);

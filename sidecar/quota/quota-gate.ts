@@ -36,9 +36,12 @@ export class QuotaGate {
   #probe: NodeJS.Timeout | undefined;
   #local: Promise<QuotaApi> | undefined;
   #closed = false;
+  /** The quota service as remote leases see it (built once, not per lease). */
+  readonly #remoteForLease: QuotaApi;
 
   constructor(options: QuotaGateOptions) {
     this.#options = options;
+    this.#remoteForLease = this.#watchedRemote();
   }
 
   get state(): QuotaState {
@@ -55,7 +58,7 @@ export class QuotaGate {
     if (this.#state === 'reachable') {
       try {
         const grant = await this.#options.remote.acquire(input);
-        return new HeldLease('remote', this.#remoteForLease(), grant, events);
+        return new HeldLease('remote', this.#remoteForLease, grant, events);
       } catch (error) {
         if (!isUnavailable(error)) throw error;
         this.#markUnreachable();
@@ -80,7 +83,7 @@ export class QuotaGate {
   }
 
   /** Settles and heartbeats of remote leases also notice the quota service going away. */
-  #remoteForLease(): QuotaApi {
+  #watchedRemote(): QuotaApi {
     const remote = this.#options.remote;
     const watch = <T>(promise: Promise<T>): Promise<T> =>
       promise.catch((error: unknown) => {
