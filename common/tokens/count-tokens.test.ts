@@ -3,7 +3,9 @@ import { encode } from 'gpt-tokenizer/encoding/o200k_base';
 import {
   MEDIA_PART_TOKENS,
   PER_MESSAGE_TOKENS,
+  REMEMBERED_MIN_CHARS,
   REPLY_PRIMING_TOKENS,
+  RecentCounts,
   countPromptTokens,
   countTextTokens,
   maxOutputTokens,
@@ -23,6 +25,49 @@ describe('countTextTokens', () => {
 
   it('treats special-token markers in user text as plain text instead of throwing', () => {
     expect(countTextTokens('a <|endoftext|> b')).toBeGreaterThan(3);
+  });
+
+  it('counts a long text the same when it is counted again', () => {
+    const text = `${'The system prompt of a chat app, resent with every call. '.repeat(20)}42`;
+    expect(text.length).toBeGreaterThanOrEqual(REMEMBERED_MIN_CHARS);
+    expect(countTextTokens(text)).toBe(t(text));
+    expect(countTextTokens(text)).toBe(t(text));
+    expect(countTextTokens(`${text}3`)).toBe(t(`${text}3`));
+  });
+});
+
+describe('RecentCounts', () => {
+  it('answers repeated texts without counting, and forgets the least recently used past its bound', () => {
+    const counted: string[] = [];
+    const counter = (text: string) => {
+      counted.push(text);
+      return t(text);
+    };
+    const recent = new RecentCounts(400);
+    // 100 characters each: four fill the bound exactly.
+    const texts = ['alpha ', 'bravo ', 'charlie ', 'delta '].map((word) => word.repeat(20).slice(0, 100));
+    for (const text of texts) expect(recent.count(text, counter)).toBe(t(text));
+    expect(recent.count(texts[0]!, counter)).toBe(t(texts[0]!)); // remembered, and now most recent
+    expect(counted).toHaveLength(4);
+    const echo = 'echo '.repeat(20);
+    expect(echo).toHaveLength(100);
+    expect(recent.count(echo, counter)).toBe(t(echo)); // 500 chars: bravo, now the oldest, goes
+    expect(recent.size).toBe(4);
+    expect(recent.count(texts[0]!, counter)).toBe(t(texts[0]!));
+    expect(counted).toHaveLength(5);
+    expect(recent.count(texts[1]!, counter)).toBe(t(texts[1]!));
+    expect(counted).toHaveLength(6);
+  });
+
+  it('does not keep a text larger than a quarter of its bound', () => {
+    const recent = new RecentCounts(400);
+    const big = 'x y '.repeat(30);
+    let calls = 0;
+    const counter = (text: string) => (calls++, t(text));
+    expect(recent.count(big, counter)).toBe(t(big));
+    expect(recent.count(big, counter)).toBe(t(big));
+    expect(calls).toBe(2);
+    expect(recent.size).toBe(0);
   });
 });
 

@@ -30,9 +30,56 @@ export const REPLY_PRIMING_TOKENS = 3;
 /** A flat estimate for a non-text part (image, audio, file): its bytes are not text tokens. */
 export const MEDIA_PART_TOKENS = 85;
 
+/** Texts shorter than this are counted every time: a lookup would save little. */
+export const REMEMBERED_MIN_CHARS = 256;
+
+/**
+ * The counts of recent long texts, most recently used last, within a bound on the characters they
+ * hold. A chat request resends its system prompt, its tool list and every earlier turn, so most
+ * of a long prompt's text was counted for the call before; counting runs at ~20-25 MB/s (an 8 KB
+ * system prompt is ~0.35 ms of CPU per call), a lookup hashes the string once, ~100x faster.
+ */
+export class RecentCounts {
+  readonly #maxChars: number;
+  readonly #counts = new Map<string, number>();
+  #chars = 0;
+
+  constructor(maxChars: number) {
+    this.#maxChars = maxChars;
+  }
+
+  /** Texts remembered now. */
+  get size(): number {
+    return this.#counts.size;
+  }
+
+  count(text: string, counter: (text: string) => number): number {
+    const known = this.#counts.get(text);
+    if (known !== undefined) {
+      this.#counts.delete(text);
+      this.#counts.set(text, known);
+      return known;
+    }
+    const tokens = counter(text);
+    // One text may take at most a quarter of the bound, so a huge prompt does not flush the rest.
+    if (text.length > this.#maxChars / 4) return tokens;
+    this.#counts.set(text, tokens);
+    this.#chars += text.length;
+    for (const oldest of this.#counts.keys()) {
+      if (this.#chars <= this.#maxChars) break;
+      this.#counts.delete(oldest);
+      this.#chars -= oldest.length;
+    }
+    return tokens;
+  }
+}
+
+/** ~1M characters (1-2 MB of strings) of recent long texts, in each process that counts. */
+const recent = new RecentCounts(1 << 20);
+
 /** Tokens of one string, special-token markers counted as ordinary text. */
 export function countTextTokens(text: string): number {
-  return countO200kTokens(text);
+  return text.length < REMEMBERED_MIN_CHARS ? countO200kTokens(text) : recent.count(text, countO200kTokens);
 }
 
 /** The API a request path belongs to (`/v1/chat/completions` -> `chat.completions`), if any. */
