@@ -244,15 +244,16 @@ describe('adaptive limits learned from upstream refusals', () => {
     const first = closures[0]!;
     expect(first.until - first.from).toBeGreaterThan(2_000);
     for (const closure of closures) {
-      // No lease was granted while closed...
-      expect([...grantedAt.values()].filter((at) => at >= closure.from && at < closure.until)).toEqual([]);
+      // No lease was granted while closed... (one granted in the very millisecond of the closing
+      // settle may have come before it: the store runs operations of one batch at one time)
+      expect([...grantedAt.values()].filter((at) => at > closure.from && at < closure.until)).toEqual([]);
       // ...so every call the provider saw meanwhile had been granted before the closure.
       const arrived = entries.filter(
         (entry) => entry.arrivalMs >= closure.from && entry.arrivalMs < closure.until,
       );
-      expect(
-        arrived.filter((entry) => grantedAt.get(callIdOf(entry))! >= closure.from).map(callIdOf),
-      ).toEqual([]);
+      expect(arrived.filter((entry) => grantedAt.get(callIdOf(entry))! > closure.from).map(callIdOf)).toEqual(
+        [],
+      );
       expect(arrived.length).toBeLessThanOrEqual(5);
     }
     // Calls resume after the first reset and succeed, until they use the plan window up again
