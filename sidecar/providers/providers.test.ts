@@ -3,7 +3,7 @@ import { InvalidRequestError } from '../../common/errors/errors.ts';
 import { countPromptTokens } from '../../common/tokens/count-tokens.ts';
 import { parseCallRequest } from './parse-request.ts';
 import { matchRoute } from './routes.ts';
-import { SseSplitter } from './sse-splitter.ts';
+import { parseEventFields, SseSplitter } from './sse-splitter.ts';
 import { StreamUsage, usageFromJson } from './usage.ts';
 
 const words = (text: string) => (text === '' ? 0 : text.split(/\s+/).length);
@@ -135,6 +135,19 @@ describe('SseSplitter', () => {
     const splitter = new SseSplitter();
     expect(splitter.push(bytes.subarray(0, 8))).toEqual([]);
     expect(splitter.push(bytes.subarray(8))[0]?.data).toBe('你好');
+  });
+
+  it('reads the fields of an event as the SSE format defines them', () => {
+    expect(parseEventFields('data: {"a":1}\n\n')).toEqual({ event: '', data: '{"a":1}' });
+    expect(parseEventFields('event: x\r\ndata:one\rdata:  two\r\n\r\n')).toEqual({
+      event: 'x',
+      data: 'one\n two',
+    });
+    expect(parseEventFields(': comment\nevent: a\nevent: b\ndata\nid: 7\ndata: c:d\n\n')).toEqual({
+      event: 'b',
+      data: '\nc:d',
+    });
+    expect(parseEventFields(': only a comment\n\n')).toEqual({ event: '', data: '' });
   });
 
   it('keeps an unfinished event as the rest', () => {

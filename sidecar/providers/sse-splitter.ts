@@ -15,10 +15,20 @@ export interface SseEvent {
 
 const LF = 0x0a;
 const CR = 0x0d;
+const LF_LF = Buffer.from('\n\n');
 
-/** Where the event that starts at 0 ends (just past its blank line), or -1 when incomplete. */
-function eventEnd(buffer: Buffer, from: number): number {
-  for (let i = from; i < buffer.length; i++) {
+/**
+ * Where the event that starts at 0 ends (just past its blank line), or -1 when incomplete.
+ * `firstCr`: the first CR at or after `from`, or -1.
+ */
+function eventEnd(buffer: Buffer, from: number, firstCr: number): number {
+  // With no CR ahead only LF LF can end an event, and a native search finds it; an LF LF before
+  // the first CR ends the event too, since every other ending contains a CR and starts at most
+  // one byte before it. Otherwise scan byte by byte from there.
+  const lfLf = buffer.indexOf(LF_LF, from);
+  if (firstCr === -1) return lfLf === -1 ? -1 : lfLf + 2;
+  if (lfLf !== -1 && lfLf < firstCr) return lfLf + 2;
+  for (let i = Math.max(from, firstCr - 1); i < buffer.length; i++) {
     const byte = buffer[i];
     if (byte === LF) {
       const next = buffer[i + 1];
@@ -32,7 +42,19 @@ function eventEnd(buffer: Buffer, from: number): number {
   return -1;
 }
 
+const DATA_PREFIX = 'data: ';
+
 export function parseEventFields(text: string): { event: string; data: string } {
+  // Almost every event is one `data: ...` line ended by LF LF: read that without splitting lines.
+  const lastLine = text.length - 2;
+  if (
+    text.startsWith(DATA_PREFIX) &&
+    text.indexOf('\n') === lastLine &&
+    text.charCodeAt(lastLine + 1) === LF &&
+    text.indexOf('\r') === -1
+  ) {
+    return { event: '', data: text.slice(DATA_PREFIX.length, lastLine) };
+  }
   let event = '';
   const data: string[] = [];
   for (const line of text.split(/\r\n|\r|\n/)) {
@@ -58,11 +80,15 @@ export class SseSplitter {
     const events: SseEvent[] = [];
     let start = 0;
     let from = this.#resume;
+    // Searched again only once passed, so a chunk of many events is not rescanned per event.
+    let firstCr = this.#pending.indexOf(CR, from);
     for (;;) {
-      const end = eventEnd(this.#pending, from);
+      if (firstCr !== -1 && firstCr < from) firstCr = this.#pending.indexOf(CR, from);
+      const end = eventEnd(this.#pending, from, firstCr);
       if (end === -1) break;
       const raw = this.#pending.subarray(start, end);
-      events.push({ raw, ...parseEventFields(raw.toString('utf8')) });
+      const { event, data } = parseEventFields(raw.toString('utf8'));
+      events.push({ raw, event, data });
       start = end;
       from = end;
     }
