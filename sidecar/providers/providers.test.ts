@@ -4,7 +4,7 @@ import { countPromptTokens } from '../../common/tokens/count-tokens.ts';
 import { parseCallRequest } from './parse-request.ts';
 import { matchRoute } from './routes.ts';
 import { parseEventFields, SseSplitter } from './sse-splitter.ts';
-import { StreamUsage, usageFromJson } from './usage.ts';
+import { mayStateUsage, StreamUsage, usageFromJson } from './usage.ts';
 
 const words = (text: string) => (text === '' ? 0 : text.split(/\s+/).length);
 
@@ -218,6 +218,42 @@ describe('usage', () => {
     const usage = new StreamUsage('chat', true);
     feed(usage, chat);
     expect(usage.settleUsage(false, 42, words)).toEqual({ inputTokens: 42, outputTokens: 3 });
+  });
+
+  it('keeps the text in stream order when events stating usage come between the others', () => {
+    const usage = new StreamUsage('chat', false);
+    feed(
+      usage,
+      'data: {"choices":[{"delta":{"content":"one"}}],"usage":null}\n\n' +
+        'data: {"choices":[{"delta":{"content":" two"}}],"usage":{"prompt_tokens":9,"completion_tokens":2}}\n\n' +
+        'data: {"choices":[{"delta":{"content":" three"}}]}\n\n',
+    );
+    expect(usage.usage).toEqual({ inputTokens: 9, outputTokens: 2 });
+    expect(usage.text).toBe('one two three');
+    expect(usage.settleUsage(false, 42, words)).toEqual({ inputTokens: 9, outputTokens: 3 });
+  });
+
+  it('keeps all the text of a long stream that breaks before usage', () => {
+    const usage = new StreamUsage('chat', true);
+    const event = (i: number) =>
+      `data: {"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":" w${i}"}}],"usage":null}\n\n`;
+    const count = 3000; // ~300 KB of events, past what a stream keeps unread
+    feed(usage, Array.from({ length: count }, (_, i) => event(i)).join(''));
+    const text = Array.from({ length: count }, (_, i) => ` w${i}`).join('');
+    expect(usage.text).toBe(text);
+    expect(usage.settleUsage(false, 1, words)).toEqual({ inputTokens: 1, outputTokens: words(text) });
+  });
+
+  it('tells events that may state usage from those that cannot', () => {
+    expect(mayStateUsage('{"choices":[],"usage":{"prompt_tokens":1}}')).toBe(true);
+    expect(mayStateUsage('{"usage" : \n {"prompt_tokens":1}}')).toBe(true);
+    expect(mayStateUsage('{"type":"response.completed","response":{"usage":{"input_tokens":4}}}')).toBe(true);
+    expect(mayStateUsage('{"usage":0}')).toBe(true); // parsed, then found to state nothing
+    expect(mayStateUsage('{"choices":[{"delta":{"content":"x"}}],"usage":null}')).toBe(false);
+    expect(mayStateUsage('{"choices":[],"usage" :  null}')).toBe(false);
+    expect(mayStateUsage('{"choices":[{"delta":{"content":"usage"}}]}')).toBe(false);
+    expect(mayStateUsage('{"choices":[{"delta":{"content":"the \\"usage\\": {1}"}}]}')).toBe(false);
+    expect(mayStateUsage('{"type":"content_block_delta","delta":{"text":"hi"}}')).toBe(false);
   });
 
   it('keeps the latest Anthropic usage without summing', () => {

@@ -63,16 +63,56 @@ export function usageFromJson(operation: Operation, body: unknown): TokenUsage |
   }
 }
 
+const COLON = 0x3a;
+const USAGE_KEY = '"usage"';
+/** Characters of unparsed event data a stream holds before it reads them for their text. */
+const MAX_DEFERRED_CHARS = 64 * 1024;
+
+/** An event kept unparsed in its place in the stream's text. */
+interface Unread {
+  data: string;
+}
+
+function isJsonSpace(code: number): boolean {
+  return code === 0x20 || code === 0x0a || code === 0x0d || code === 0x09;
+}
+
+/**
+ * Whether an event's JSON may state usage: it has a `"usage"` key whose value is not null. A
+ * string in JSON cannot hold an unescaped quote, so a `"usage"` followed by a colon is a key.
+ * False means the event holds no usage; true means it has to be parsed to know.
+ */
+export function mayStateUsage(data: string): boolean {
+  for (let at = data.indexOf(USAGE_KEY); at !== -1; at = data.indexOf(USAGE_KEY, at + USAGE_KEY.length)) {
+    let i = at + USAGE_KEY.length;
+    while (isJsonSpace(data.charCodeAt(i))) i++;
+    if (data.charCodeAt(i) !== COLON) continue;
+    i++;
+    while (isJsonSpace(data.charCodeAt(i))) i++;
+    if (!data.startsWith('null', i)) return true;
+  }
+  return false;
+}
+
 /**
  * Follows one stream's events. `accept` says whether an event goes on to the client: the only
  * event ever held back is the usage chunk we asked for on the client's behalf.
+ *
+ * Only events that may state usage are parsed as they pass. The others matter for their text
+ * alone, which is needed only when the stream ends without usage (or breaks): their data is kept
+ * as it came, in its place among the text, and read when the text is asked for or when more than
+ * MAX_DEFERRED_CHARS are kept. A stream that ends with its usage, the usual case, parses only its
+ * usage events (JSON.parse was most of the cost of an event).
  */
 export class StreamUsage {
   readonly #operation: Operation;
   readonly #stripUsageChunk: boolean;
   #usage: TokenUsage | undefined;
-  #text: string[] = [];
+  /** The streamed text in order: pieces read, and events kept unread. */
+  #text: Array<string | Unread> = [];
   #stripped = false;
+  #unread = 0;
+  #unreadChars = 0;
 
   constructor(operation: Operation, stripUsageChunk: boolean) {
     this.#operation = operation;
@@ -86,7 +126,8 @@ export class StreamUsage {
 
   /** Output text seen so far, to count when no usage arrives. */
   get text(): string {
-    return this.#text.join('');
+    this.#readKept();
+    return (this.#text as string[]).join('');
   }
 
   /**
@@ -106,6 +147,31 @@ export class StreamUsage {
   accept(event: SseEvent): boolean {
     const data = event.data;
     if (data === '' || data === '[DONE]') return true;
+    if (!mayStateUsage(data)) {
+      this.#text.push({ data });
+      this.#unread++;
+      this.#unreadChars += data.length;
+      if (this.#unreadChars > MAX_DEFERRED_CHARS) this.#readKept();
+      return true;
+    }
+    return this.#read(data);
+  }
+
+  /** Reads the kept events in their places for their text (none of them states usage). */
+  #readKept(): void {
+    if (this.#unread === 0) return;
+    const parts = this.#text;
+    this.#text = [];
+    this.#unread = 0;
+    this.#unreadChars = 0;
+    for (const part of parts) {
+      if (typeof part === 'string') this.#text.push(part);
+      else this.#read(part.data);
+    }
+  }
+
+  /** Parses one event's data: its text and usage; false for the usage chunk to hold back. */
+  #read(data: string): boolean {
     let json: unknown;
     try {
       json = JSON.parse(data);
