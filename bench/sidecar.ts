@@ -10,7 +10,9 @@
  * 3. the sidecar's resident memory idle and under load;
  * 4. CPU per call: the CPU seconds the sidecar process (and the quota-server process) used during
  *    a phase, over the calls of that phase. On a shared 2-core machine the latencies above move
- *    with whatever else runs; this figure barely does, so it is the one to compare changes by.
+ *    with whatever else runs; this figure much less, so it is the one to compare changes by (at
+ *    500 calls/s: at 100 calls/s each call wakes an idle process, which about doubles it, for a
+ *    bare node:http + undici proxy too).
  *
  * The sidecar runs as it ships: `node dist/bin/tokenlease.js sidecar` with the NODE_OPTIONS the
  * webhook injects (SIDECAR_NODE_OPTIONS in controller/k8s/webhook/inject.ts); dist/ is rebuilt
