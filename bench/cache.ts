@@ -10,6 +10,9 @@
  *    prompt with probability --repeat-ratio, sent at --concurrency through two sidecars sharing
  *    the Redis store; upstream calls counted in the simulated provider's ledger.
  *
+ * The sidecars run as they ship: `node dist/bin/tokenlease.js sidecar` with the webhook's
+ * NODE_OPTIONS (dist/ rebuilt when stale; `--source` runs bin/tokenlease.ts instead).
+ *
  * The simulated provider answers after --provider-latency. Prints a table, then as the last line
  * one JSON object: {"hit_p50_ms", "hit_p99_ms", "upstream_calls_saved_pct"} (Redis store).
  * `-- --quick` finishes in well under a minute.
@@ -25,6 +28,8 @@ import { Redis } from 'ioredis';
 import { Agent, request } from 'undici';
 import { mulberry32 } from '../sim-provider/generate.ts';
 import { startSimProvider, type SimProvider } from '../sim-provider/index.ts';
+import { SIDECAR_NODE_OPTIONS } from '../controller/k8s/webhook/inject.ts';
+import { ensureBuilt } from './lib/build.ts';
 import { percentile, round, table } from './lib/stats.ts';
 
 const { values: flags } = parseArgs({
@@ -37,6 +42,8 @@ const { values: flags } = parseArgs({
     'repeat-ratio': { type: 'string', default: '0.4' },
     concurrency: { type: 'string', default: '16' },
     'provider-latency': { type: 'string', default: '20' },
+    /** Run the sidecars from source (bin/tokenlease.ts) instead of dist/. */
+    source: { type: 'boolean', default: false },
   },
 });
 const QUICK = flags.quick;
@@ -49,7 +56,9 @@ const PROVIDER_LATENCY_MS = Number(flags['provider-latency']);
 if (!(REPEAT_RATIO >= 0 && REPEAT_RATIO < 1)) throw new Error('--repeat-ratio must be in [0, 1)');
 if (!(Number.isInteger(CONCURRENCY) && CONCURRENCY > 0))
   throw new Error('--concurrency must be a positive integer');
-const CLI = fileURLToPath(new URL('../bin/tokenlease.ts', import.meta.url));
+const CLI = fileURLToPath(
+  new URL(flags.source ? '../bin/tokenlease.ts' : '../dist/bin/tokenlease.js', import.meta.url),
+);
 /** Budget names unique to this run: the cache's keys are scoped by budget, so they are too. */
 const NAMESPACE = `bench-cache-${process.pid}`;
 
@@ -83,6 +92,7 @@ interface SidecarProcess {
 async function startSidecarProcess(args: string[]): Promise<SidecarProcess> {
   const child: ChildProcess = spawn(process.execPath, [CLI, 'sidecar', '--listen', '127.0.0.1:0', ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, NODE_OPTIONS: flags.source ? '' : SIDECAR_NODE_OPTIONS },
   });
   const lines: string[] = [];
   const url = await new Promise<string>((resolve, reject) => {
@@ -224,6 +234,7 @@ async function redisReachable(url: string): Promise<boolean> {
 }
 
 async function main(): Promise<void> {
+  if (!flags.source) ensureBuilt();
   const started = performance.now();
   const sim = await startSimProvider({ models: [], outputTokens: 64, latencyMs: PROVIDER_LATENCY_MS });
   const dir = mkdtempSync(join(tmpdir(), 'tokenlease-bench-cache-'));
