@@ -1,7 +1,8 @@
 /**
  * bench:quota — acquire+settle pairs per second and pair latency, on Redis and in memory:
  * 1. the lease engine in process (isolates engine + store; Redis with and without ioredis
- *    auto-pipelining, to keep whichever measures faster),
+ *    auto-pipelining, to keep whichever measures faster, and without the store's batching of
+ *    acquires and settles into one script call),
  * 2. the quota service over gRPC (quota-server as a child process, so its CPU and memory are its
  *    own), with the client's unary and session transports, closed-loop at concurrency 1, 16 and
  *    64, then open-loop at half the measured maximum. `pairs/cpu-s` divides pairs by the server's
@@ -161,6 +162,18 @@ async function benchEngine(): Promise<void> {
     [
       'redis+autopipe',
       () => createRedisEngine({ budgets, redis: REDIS_URL, keyPrefix: PREFIX, autoPipelining: true }),
+    ],
+    // Without batching acquires and settles into one script call (the store's default).
+    [
+      'redis unbatched',
+      () =>
+        createRedisEngine({
+          budgets,
+          redis: REDIS_URL,
+          keyPrefix: PREFIX,
+          autoPipelining: false,
+          batching: false,
+        }),
     ],
   ];
   for (const [name, create] of engines) {
