@@ -147,7 +147,17 @@ export async function setUpHarness(options: { logger?: Logger } = {}): Promise<H
       return running;
     },
     async close() {
-      await Promise.all(controllers.map((c) => c.stop()));
+      // A controller that does not stop within 20 s is reported and left behind, so the store's
+      // keys are still removed and the suite's other files are not held up by a hung hook.
+      await Promise.all(
+        controllers.map(async (c, i) => {
+          const stopped = await Promise.race([
+            c.stop().then(() => true),
+            new Promise<false>((resolve) => setTimeout(resolve, 20_000, false).unref()),
+          ]);
+          if (!stopped) console.warn(`controller-harness: controller ${i} did not stop within 20 s`);
+        }),
+      );
       await source.close();
       await engine.close();
       const redis = new Redis(redisUrl());
