@@ -188,6 +188,11 @@ class LeaderSession {
       now: () => new Date(),
     };
 
+    // Leadership may be lost at any await below: the queue shuts down then, so the workers
+    // (started last) return at once instead of waiting for keys that never come.
+    const shutDownQueue = () => this.#queue.shutDown();
+    if (signal.aborted) shutDownQueue();
+    else signal.addEventListener('abort', shutDownQueue, { once: true });
     try {
       await engine.ready();
       // A new leader writes the store even if its set equals what the old one left.
@@ -201,9 +206,9 @@ class LeaderSession {
           this.#queue.add(keyOf(kind, object.metadata.namespace, object.metadata.name));
       }
       await ctx.publish();
-      signal.addEventListener('abort', () => this.#queue.shutDown(), { once: true });
       await Promise.all(Array.from({ length: o.workers }, () => this.#work(ctx)));
     } finally {
+      signal.removeEventListener('abort', shutDownQueue);
       this.#queue.shutDown();
       await Promise.all(Object.values(this.#informers).map((i) => i.stop()));
       await writer.close();
