@@ -17,11 +17,9 @@
  * one JSON object: {"hit_p50_ms", "hit_p99_ms", "upstream_calls_saved_pct"} (Redis store).
  * `-- --quick` finishes in well under a minute.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
@@ -30,6 +28,7 @@ import { mulberry32 } from '../sim-provider/generate.ts';
 import { startSimProvider, type SimProvider } from '../sim-provider/index.ts';
 import { SIDECAR_NODE_OPTIONS } from '../controller/k8s/webhook/inject.ts';
 import { ensureBuilt } from './lib/build.ts';
+import { startCliProcess, type CliProcess } from './lib/cli-process.ts';
 import { percentile, round, table } from './lib/stats.ts';
 
 const { values: flags } = parseArgs({
@@ -84,41 +83,11 @@ spec:
 `;
 }
 
-interface SidecarProcess {
-  url: string;
-  stop(): Promise<void>;
-}
-
-async function startSidecarProcess(args: string[]): Promise<SidecarProcess> {
-  const child: ChildProcess = spawn(process.execPath, [CLI, 'sidecar', '--listen', '127.0.0.1:0', ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, NODE_OPTIONS: flags.source ? '' : SIDECAR_NODE_OPTIONS },
+async function startSidecarProcess(args: string[]): Promise<CliProcess & { url: string }> {
+  const sidecar = await startCliProcess(CLI, 'sidecar', args, {
+    NODE_OPTIONS: flags.source ? '' : SIDECAR_NODE_OPTIONS,
   });
-  const lines: string[] = [];
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`sidecar did not start:\n${lines.join('\n')}`)), 20_000);
-    const onLine = (line: string) => {
-      lines.push(line);
-      if (!line.includes('"listening"')) return;
-      clearTimeout(timer);
-      resolve((JSON.parse(line) as { url: string }).url);
-    };
-    createInterface({ input: child.stderr! }).on('line', onLine);
-    createInterface({ input: child.stdout! }).on('line', onLine);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`sidecar exited with ${code}:\n${lines.join('\n')}`));
-    });
-  });
-  return {
-    url,
-    stop: () =>
-      new Promise((resolve) => {
-        if (child.exitCode !== null) return resolve();
-        child.once('exit', () => resolve());
-        child.kill('SIGTERM');
-      }),
-  };
+  return { ...sidecar, url: sidecar.listening.url! };
 }
 
 const agent = new Agent({ connections: 256, keepAliveTimeout: 30_000, pipelining: 1 });

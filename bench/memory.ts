@@ -18,11 +18,10 @@
  * for the shipped configuration. dist/ is rebuilt first when any of its sources is newer; quick by
  * default (about a minute), `-- --full` makes the burst and the speed runs longer.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
@@ -30,6 +29,7 @@ import { Agent, request } from 'undici';
 import { SIDECAR_NODE_OPTIONS } from '../controller/k8s/webhook/inject.ts';
 import { startSimProvider, type SimProvider } from '../sim-provider/index.ts';
 import { ensureBuilt } from './lib/build.ts';
+import { startCliProcess, type CliProcess } from './lib/cli-process.ts';
 import { rssMb } from './lib/process-stats.ts';
 import { median, round, table } from './lib/stats.ts';
 
@@ -194,52 +194,9 @@ function measureCounters(dir: string): Array<Record<string, string | number>> {
 // ---------------------------------------------------------------------------------------------
 // 2. The processes.
 
-interface CliProcess {
-  pid: number;
-  /** What the process logged as `listening`: the sidecar's url, the quota-server's port. */
-  listening: { url?: string; port?: number };
-  stop(): Promise<void>;
-}
-
 /** `tokenlease <command>` as bench/sidecar.ts and bench/lib/quota-server-process.ts start it. */
-async function startCli(variant: Variant, command: string, args: string[]): Promise<CliProcess> {
-  const child: ChildProcess = spawn(
-    process.execPath,
-    [ENTRY[variant.entry], command, '--listen', '127.0.0.1:0', ...args],
-    {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, NODE_OPTIONS: variant.nodeOptions },
-    },
-  );
-  const lines: string[] = [];
-  const listening = await new Promise<CliProcess['listening']>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`${command} did not start:\n${lines.join('\n')}`)),
-      20_000,
-    );
-    const onLine = (line: string) => {
-      lines.push(line);
-      if (!line.includes('"listening"')) return;
-      clearTimeout(timer);
-      resolve(JSON.parse(line) as CliProcess['listening']);
-    };
-    createInterface({ input: child.stderr! }).on('line', onLine);
-    createInterface({ input: child.stdout! }).on('line', onLine);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`${command} exited with ${code}:\n${lines.join('\n')}`));
-    });
-  });
-  return {
-    pid: child.pid!,
-    listening,
-    stop: () =>
-      new Promise((resolve) => {
-        if (child.exitCode !== null) return resolve();
-        child.once('exit', () => resolve());
-        child.kill('SIGTERM');
-      }),
-  };
+function startCli(variant: Variant, command: string, args: string[]): Promise<CliProcess> {
+  return startCliProcess(ENTRY[variant.entry], command, args, { NODE_OPTIONS: variant.nodeOptions });
 }
 
 function budgetsYaml(simUrl: string): string {

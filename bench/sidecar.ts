@@ -22,11 +22,9 @@
  * Prints a table, then as the last line one JSON object (added latency and CPU per call at 500
  * calls/s). Medians over runs; `-- --quick` finishes in under a minute.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
@@ -34,6 +32,7 @@ import { Agent, request } from 'undici';
 import { SIDECAR_NODE_OPTIONS } from '../controller/k8s/webhook/inject.ts';
 import { startSimProvider, type SimProvider } from '../sim-provider/index.ts';
 import { ensureBuilt } from './lib/build.ts';
+import { startCliProcess, type CliProcess } from './lib/cli-process.ts';
 import { cpuSeconds, rssMb } from './lib/process-stats.ts';
 import { startQuotaServerProcess, type QuotaServerProcess } from './lib/quota-server-process.ts';
 import { median, percentile, round, table } from './lib/stats.ts';
@@ -91,45 +90,9 @@ const BODY = JSON.stringify({
   messages: [{ role: 'user', content: 'What does a quota controller do? Answer briefly.' }],
 });
 
-interface SidecarProcess {
-  child: ChildProcess;
-  pid: number;
-  url: string;
-  stop(): Promise<void>;
-}
-
-async function startSidecarProcess(args: string[]): Promise<SidecarProcess> {
-  const child = spawn(process.execPath, [CLI, 'sidecar', '--listen', '127.0.0.1:0', ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, NODE_OPTIONS },
-  });
-  const lines: string[] = [];
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`sidecar did not start:\n${lines.join('\n')}`)), 20_000);
-    const onLine = (line: string) => {
-      lines.push(line);
-      if (!line.includes('"listening"')) return;
-      clearTimeout(timer);
-      resolve((JSON.parse(line) as { url: string }).url);
-    };
-    createInterface({ input: child.stderr! }).on('line', onLine);
-    createInterface({ input: child.stdout! }).on('line', onLine);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`sidecar exited with ${code}:\n${lines.join('\n')}`));
-    });
-  });
-  return {
-    child,
-    pid: child.pid!,
-    url,
-    stop: () =>
-      new Promise((resolve) => {
-        if (child.exitCode !== null) return resolve();
-        child.once('exit', () => resolve());
-        child.kill('SIGTERM');
-      }),
-  };
+async function startSidecarProcess(args: string[]): Promise<CliProcess & { url: string }> {
+  const sidecar = await startCliProcess(CLI, 'sidecar', args, { NODE_OPTIONS });
+  return { ...sidecar, url: sidecar.listening.url! };
 }
 
 const agent = new Agent({ connections: 256, keepAliveTimeout: 30_000, pipelining: 1 });
