@@ -91,23 +91,20 @@ function usageToWire(usage: TokenUsage): Usage {
 
 // --- enums --------------------------------------------------------------------------------------
 
-/** `refusedConcurrency` -> `OUTCOME_REFUSED_CONCURRENCY`. */
-function outcomeWireName(outcome: Outcome): WireOutcome {
-  return `OUTCOME_${outcome.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}` as WireOutcome;
-}
-
-/** Every Settle names one: spelled out once here, not per call. */
+/** Every Settle names one: each spelled out once (`refusedConcurrency` -> `OUTCOME_REFUSED_CONCURRENCY`). */
 const OUTCOME_TO_WIRE = new Map<Outcome, WireOutcome>(
-  OUTCOMES.map((outcome) => [outcome, outcomeWireName(outcome)]),
+  OUTCOMES.map((outcome) => [
+    outcome,
+    `OUTCOME_${outcome.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}` as WireOutcome,
+  ]),
 );
 
 const OUTCOME_FROM_WIRE = new Map<string, Outcome>(
-  OUTCOMES.map((outcome) => [outcomeWireName(outcome), outcome]),
+  [...OUTCOME_TO_WIRE].map(([outcome, wire]) => [wire, outcome]),
 );
 
-/** `refusedConcurrency` -> `OUTCOME_REFUSED_CONCURRENCY`. */
 export function outcomeToWire(outcome: Outcome): WireOutcome {
-  return OUTCOME_TO_WIRE.get(outcome) ?? outcomeWireName(outcome);
+  return OUTCOME_TO_WIRE.get(outcome)!;
 }
 
 const SETTLE_STATUS_TO_WIRE = {
