@@ -176,6 +176,14 @@ local function paced_at(plan, limit)
   return at
 end
 
+-- The request fits at `at` at the earliest: keep the latest such time, and the limit saying so.
+local function hold_until(result, at, label)
+  if at >= result.at then
+    result.at = at
+    result.limit = label
+  end
+end
+
 local function retry_at(fit)
   if fit.at >= INF or fit.at <= now then return now + UNSCHEDULED_RETRY_MS end
   return fit.at
@@ -203,10 +211,7 @@ local function fit(req, pace)
         if at > now then
           result.fits = false
           note_held(plan)
-          if at >= result.at then
-            result.at = at
-            result.limit = plan.label
-          end
+          hold_until(result, at, plan.label)
         end
       end
       if excess > 0 then
@@ -231,10 +236,7 @@ local function fit(req, pace)
             break
           end
         end
-        if at >= result.at then
-          result.at = at
-          result.limit = plan.label
-        end
+        hold_until(result, at, plan.label)
       end
     end
   end

@@ -452,10 +452,7 @@ export class MemoryLeaseStore implements LeaseStore {
         if (at <= now) continue;
         fit.fits = false;
         state.heldAt.set(plan.key, now);
-        if (at >= fit.atMs) {
-          fit.atMs = at;
-          fit.limit = plan.label;
-        }
+        holdUntil(fit, at, plan.label);
         continue;
       }
       fit.fits = false;
@@ -469,10 +466,7 @@ export class MemoryLeaseStore implements LeaseStore {
           break;
         }
       }
-      if (at >= fit.atMs) {
-        fit.atMs = at;
-        fit.limit = plan.label;
-      }
+      holdUntil(fit, at, plan.label);
     }
     return fit;
   }
@@ -878,6 +872,13 @@ export function observedPlan(limits: LimitPlan[], dimension: string): LimitPlan 
     if (!best || Math.abs(plan.windowMs - 60_000) < Math.abs(best.windowMs - 60_000)) best = plan;
   }
   return best;
+}
+
+/** The request fits at `atMs` at the earliest: keep the latest such time, and the limit saying so. */
+function holdUntil(fit: Fit, atMs: number, limit: string): void {
+  if (atMs < fit.atMs) return;
+  fit.atMs = atMs;
+  fit.limit = limit;
 }
 
 function retryAt(fit: Fit, now: number): number {
