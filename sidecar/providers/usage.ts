@@ -111,7 +111,7 @@ export class StreamUsage {
   /** The streamed text in order: pieces read, and events kept unread. */
   #text: Array<string | Unread> = [];
   #stripped = false;
-  #unread = 0;
+  /** Characters of the events kept unread (none is empty: those return before being kept). */
   #unreadChars = 0;
 
   constructor(operation: Operation, stripUsageChunk: boolean) {
@@ -149,7 +149,6 @@ export class StreamUsage {
     if (data === '' || data === '[DONE]') return true;
     if (!mayStateUsage(data)) {
       this.#text.push({ data });
-      this.#unread++;
       this.#unreadChars += data.length;
       if (this.#unreadChars > MAX_DEFERRED_CHARS) this.#readKept();
       return true;
@@ -159,10 +158,9 @@ export class StreamUsage {
 
   /** Reads the kept events in their places for their text (none of them states usage). */
   #readKept(): void {
-    if (this.#unread === 0) return;
+    if (this.#unreadChars === 0) return;
     const parts = this.#text;
     this.#text = [];
-    this.#unread = 0;
     this.#unreadChars = 0;
     for (const part of parts) {
       if (typeof part === 'string') this.#text.push(part);
