@@ -4,7 +4,7 @@
  * dist/sidecar/main.js and a few chunks in dist/sidecar/chunks/ (named after their packages), so
  * `tokenlease sidecar` loads ~50 files (17 of ours, undici's 30) instead of ~600.
  *
- * Why: the sidecar's target is under 80 MB resident when idle (128Mi container limit). Loading ~600
+ * Why: the sidecar's target is under 80 MB resident when idle. Loading ~600
  * separate modules costs ~7 MB of that on its own: Node's module resolution runs hot enough to be
  * JIT-compiled (touching the compilers' code in the node binary), and every module keeps its
  * source, comments included, in the heap. bench:memory, median of 3: 82.3 MB idle unbundled, 74.6
