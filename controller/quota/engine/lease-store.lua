@@ -4,7 +4,10 @@
 -- KEYS[1]  the provider's main hash; every other key shares its hash tag (one cluster slot)
 -- ARGV[1]  operation   ARGV[2] key prefix   ARGV[3] clock override in ms ('' = Redis TIME)
 -- ARGV[4]  record grace ms   ARGV[5] gc batch   ARGV[6] pump batch   ARGV[7] settled grace ms
--- ARGV[8..] operation arguments
+-- ARGV[8..] operation arguments: for `acquire`, the request and the limit definitions it names;
+--           for `batch`, the operations and the definitions their requests name (JSON)
+-- Replies are JSON, leaving out what the caller already knows: cjson spends ~0.7 us formatting
+-- each number. Records are packed with `struct` (see encode_record).
 
 local op, P = ARGV[1], ARGV[2]
 local now
@@ -21,17 +24,378 @@ local UNSCHEDULED_RETRY_MS = 250
 local DEFAULT_CLOSE_MS, MAX_CLOSE_MS = 60000, 7 * 86400000
 local RATE_BACKOFF, TOKEN_HEADER_TOLERANCE = 0.97, 1000
 local PACE_FREE_SHARE, PACE_BURST_SHARE, PACE_MAX_WINDOW_MS, PACE_TTL_MS = 0.25, 0.02, 60000, 150000
+-- Main hash, concurrency slots, records, expiry order, forget order, adapted limits, pacing,
+-- settled answers and their forget order.
 local KM, KC, KR, KX, KG, KE = KEYS[1], P .. ':c', P .. ':r', P .. ':x', P .. ':g', P .. ':e'
-local KP = P .. ':pc'
+local KP, KS, KGS = P .. ':pc', P .. ':s', P .. ':gs'
+-- Limit definitions by id (see `attach`), kept a week after their last first use.
+local KD, DEF_TTL_MS = P .. ':d', 7 * 86400000
 local INF = 1e300
 
-local function count(field, delta) redis.call('HINCRBY', KM, field, delta) end
-local function load(id)
-  local raw = redis.call('HGET', KR, id)
-  if raw then return cjson.decode(raw) end
-  return nil
+-- Write-back cache --------------------------------------------------------------------------
+-- Each redis.call costs a few microseconds, most of a small operation's time. Hash fields,
+-- lease records and the expiry/forget sorted sets are therefore read from Redis once per script
+-- and written once at its end (`flush`): a batch of operations costs one HSET per hash touched,
+-- not one per counter per operation. Anything that reads a whole hash or sorted set flushes
+-- that key first.
+
+local hcache = {}  -- key -> field -> value (false: known absent)
+local hdirty = {}  -- key -> field -> true
+local expiries = {} -- key -> PEXPIRE ms, applied at flush
+
+local function fields_of(key)
+  local h = hcache[key]
+  if not h then
+    h = {}
+    hcache[key] = h
+  end
+  return h
 end
-local function save(rec) redis.call('HSET', KR, rec.req.id, cjson.encode(rec)) end
+
+-- Reads any of `fields` not cached yet with one HMGET.
+local function hprime(key, fields)
+  local h = fields_of(key)
+  local missing = {}
+  for _, f in ipairs(fields) do
+    if h[f] == nil then missing[#missing + 1] = f end
+  end
+  if #missing == 0 then return end
+  local values = redis.call('HMGET', key, unpack(missing))
+  for i, f in ipairs(missing) do h[f] = values[i] end
+end
+
+local function hget(key, field)
+  local h = fields_of(key)
+  local v = h[field]
+  if v == nil then
+    v = redis.call('HGET', key, field)
+    h[field] = v
+  end
+  if v == false then return nil end
+  return v
+end
+
+local function hnum(key, field) return tonumber(hget(key, field)) end
+
+local function hset(key, field, value)
+  fields_of(key)[field] = value
+  local d = hdirty[key]
+  if not d then
+    d = {}
+    hdirty[key] = d
+  end
+  d[field] = true
+end
+
+local function hdel(key, field) hset(key, field, false) end
+
+local function hincr(key, field, delta)
+  local v = (hnum(key, field) or 0) + delta
+  hset(key, field, v)
+  return v
+end
+
+local function pexpire(key, ms) expiries[key] = ms end
+
+-- Runs a command with many trailing arguments in chunks (Lua's unpack has a stack limit).
+local function call_chunked(command, key, args)
+  local i = 1
+  while i <= #args do
+    local last = math.min(#args, i + 3999)
+    redis.call(command, key, unpack(args, i, last))
+    i = last + 1
+  end
+end
+
+local function hflush(key)
+  local d = hdirty[key]
+  if not d then return end
+  hdirty[key] = nil
+  local h, sets, dels = hcache[key], {}, {}
+  for f in pairs(d) do
+    local v = h[f]
+    if v == false then
+      dels[#dels + 1] = f
+    else
+      sets[#sets + 1] = f
+      sets[#sets + 1] = v
+    end
+  end
+  call_chunked('HSET', key, sets)
+  call_chunked('HDEL', key, dels)
+end
+
+-- A whole hash as field/value pairs (flushed first).
+local function hgetall(key)
+  hflush(key)
+  return redis.call('HGETALL', key)
+end
+
+-- Forgets a key deleted by the script.
+local function hforget(key)
+  hcache[key], hdirty[key], expiries[key] = nil, nil, nil
+end
+
+-- Sorted-set changes are kept per key until flushed: member -> score (false: remove).
+local zpending = {}
+local function zset(key, member, score)
+  local z = zpending[key]
+  if not z then
+    z = {}
+    zpending[key] = z
+  end
+  z[member] = score
+end
+local function zadd(key, score, member) zset(key, member, score) end
+local function zrem(key, member) zset(key, member, false) end
+local function zflush(key)
+  local z = zpending[key]
+  if not z then return end
+  zpending[key] = nil
+  local adds, rems = {}, {}
+  for member, score in pairs(z) do
+    if score == false then
+      rems[#rems + 1] = member
+    else
+      adds[#adds + 1] = score
+      adds[#adds + 1] = member
+    end
+  end
+  call_chunked('ZADD', key, adds)
+  call_chunked('ZREM', key, rems)
+end
+
+-- Lease records, decoded once per script: id -> record (false: known absent); `recdirty` holds
+-- the ids to write back (or delete, when false). Settled answers live in KS, apart, so that
+-- forgetting them needs no decoding.
+local records, recdirty, rawrecords = {}, {}, {}
+local settled, settleddirty = {}, {}
+
+-- Limit definitions ----------------------------------------------------------------------------
+-- A request names each of its limits by definition id (redis-store.ts derives it from everything
+-- but `need`) and says what it takes of it: {d = id, need = n}. Definitions are kept in KD, so a
+-- record carries [id, need] per limit rather than the whole limit, which keeps the JSON decoded
+-- and encoded per lease small. A limit reads its definition's fields through a metatable.
+local definitions = {} -- id -> metatable (false: unknown)
+
+local function definition(id)
+  local meta = definitions[id]
+  if meta == nil then
+    local raw = hget(KD, id)
+    if raw then meta = { __index = cjson.decode(raw) } else meta = false end
+    definitions[id] = meta
+  end
+  return meta
+end
+
+-- Stores the definitions a call's requests name (id -> JSON) unless already known.
+local function register_definitions(raw)
+  if raw == nil or raw == '' then return end
+  for id, json in pairs(cjson.decode(raw)) do
+    if definitions[id] == nil then
+      if hget(KD, id) == nil then
+        hset(KD, id, json)
+        pexpire(KD, DEF_TTL_MS)
+      end
+      definitions[id] = { __index = cjson.decode(json) }
+    end
+  end
+end
+
+-- Gives each limit of a request its definition's fields; a limit whose definition is gone (it
+-- outlived DEF_TTL_MS) is left out rather than read as nothing.
+local function attach(req)
+  local limits = {}
+  for _, plan in ipairs(req.limits or {}) do
+    local meta = definition(plan.d)
+    if meta then limits[#limits + 1] = setmetatable(plan, meta) end
+  end
+  req.limits = limits
+  return req
+end
+
+-- Record encoding ------------------------------------------------------------------------------
+-- Records are packed with `struct`, field by field: decoding them through cjson or cmsgpack
+-- builds every table key by key (a third of a settle's time), while here each table is made by
+-- one constructor. A window charge or slot names its limit by position in req.limits.
+local STATES = { 'waiting', 'active', 'expired', 'timedOut' }
+local STATE_CODES = { waiting = 1, active = 2, expired = 3, timedOut = 4 }
+local RECORD_HEAD = '<BBBddddHc0Hc0ddddddBdddddd'
+
+local function limit_index(req, key)
+  for i, plan in ipairs(req.limits) do
+    if plan.key == key then return i end
+  end
+  return 0
+end
+
+local function encode_record(rec)
+  local req = rec.req
+  local adaptation, probe, max_probe = 0, 0, 0
+  if type(req.adaptation) == 'table' then
+    adaptation, probe, max_probe = 1, req.adaptation.probeMs, req.adaptation.maxProbeMs
+  end
+  local r = req.reserved
+  local parts = { struct.pack(RECORD_HEAD, STATE_CODES[rec.st], rec.uc and 1 or 0, adaptation, rec.enq, rec.dl,
+    rec.ga, rec.ea, #req.id, req.id, #req.budget, req.budget, req.priority, req.weight, req.cost, req.agingMs,
+    req.leaseTimeoutMs, req.maxWaitMs, #req.limits, probe, max_probe, r.requests, r.inputTokens, r.outputTokens,
+    r.totalTokens) }
+  for _, plan in ipairs(req.limits) do parts[#parts + 1] = struct.pack('<Hc0d', #plan.d, plan.d, plan.need) end
+  parts[#parts + 1] = struct.pack('<BB', #rec.win, #rec.slots)
+  for _, c in ipairs(rec.win) do
+    parts[#parts + 1] = struct.pack('<BdddB', limit_index(req, c.k), c.b, c.c, c.w, c.p)
+  end
+  for _, slot in ipairs(rec.slots) do parts[#parts + 1] = struct.pack('<B', limit_index(req, slot.k)) end
+  return table.concat(parts)
+end
+
+-- Decodes a record and gives its limits their definitions (a limit whose definition is gone,
+-- having outlived DEF_TTL_MS, is left out, with its charges and slots, rather than read as nothing).
+local function decode_record(raw)
+  local st, uc, adaptation, enq, dl, ga, ea, id, budget, priority, weight, cost, aging, lease_timeout, max_wait,
+    nlimits, probe, max_probe, requests, input, output, total, pos = struct.unpack(RECORD_HEAD, raw)
+  local plans, kept = {}, {}
+  for i = 1, nlimits do
+    local d, need
+    d, need, pos = struct.unpack('<Hc0d', raw, pos)
+    local meta = definition(d)
+    if meta then
+      plans[i] = setmetatable({ d = d, need = need }, meta)
+      kept[#kept + 1] = plans[i]
+    end
+  end
+  local req = { id = id, budget = budget, priority = priority, weight = weight, cost = cost, agingMs = aging,
+    leaseTimeoutMs = lease_timeout, maxWaitMs = max_wait, limits = kept,
+    reserved = { requests = requests, inputTokens = input, outputTokens = output, totalTokens = total } }
+  if adaptation == 1 then req.adaptation = { probeMs = probe, maxProbeMs = max_probe } end
+  local nwin, nslots
+  nwin, nslots, pos = struct.unpack('<BB', raw, pos)
+  local win, slots = {}, {}
+  for _ = 1, nwin do
+    local i, b, c, w, p
+    i, b, c, w, p, pos = struct.unpack('<BdddB', raw, pos)
+    local plan = plans[i]
+    if plan then win[#win + 1] = { k = plan.key, d = plan.dimension, b = b, c = c, w = w, p = p } end
+  end
+  for _ = 1, nslots do
+    local i
+    i, pos = struct.unpack('<B', raw, pos)
+    if plans[i] then slots[#slots + 1] = { k = plans[i].key } end
+  end
+  return { req = req, st = STATES[st], uc = uc == 1, enq = enq, dl = dl, ga = ga, ea = ea, win = win, slots = slots }
+end
+
+-- A settled answer: what was charged, and when.
+local function encode_settled(answer)
+  local ch = answer.ch
+  return struct.pack('<ddddd', ch.requests, ch.inputTokens, ch.outputTokens, ch.totalTokens, answer.sa)
+end
+local function decode_settled(raw)
+  local requests, input, output, total, sa = struct.unpack('<ddddd', raw)
+  return { st = 'settled', sa = sa,
+    ch = { requests = requests, inputTokens = input, outputTokens = output, totalTokens = total } }
+end
+
+-- Reads the records of `ids` not cached yet with one HMGET (a batch's settles).
+local function prime_records(ids)
+  local missing = {}
+  for _, id in ipairs(ids) do
+    if records[id] == nil and rawrecords[id] == nil then missing[#missing + 1] = id end
+  end
+  if #missing == 0 then return end
+  local values = redis.call('HMGET', KR, unpack(missing))
+  for i, id in ipairs(missing) do rawrecords[id] = values[i] end
+end
+
+local function load_settled(id)
+  local s = settled[id]
+  if s == nil then
+    local raw = redis.call('HGET', KS, id)
+    if raw then s = decode_settled(raw) else s = false end
+    settled[id] = s
+  end
+  if s == false then return nil end
+  return s
+end
+
+-- The record of a lease or waiter, else its settled answer ({st = 'settled', ...}), else nil.
+local function load(id)
+  local rec = records[id]
+  if rec == nil then
+    local raw = rawrecords[id]
+    if raw == nil then raw = redis.call('HGET', KR, id) end
+    if raw then
+      rec = decode_record(raw)
+    else
+      rec = false
+    end
+    records[id] = rec
+  end
+  if rec == false then return load_settled(id) end
+  return rec
+end
+local function save(rec)
+  records[rec.req.id] = rec
+  recdirty[rec.req.id] = true
+end
+local function drop(id)
+  records[id] = false
+  recdirty[id] = true
+end
+local function save_settled(id, answer)
+  drop(id)
+  settled[id] = answer
+  settleddirty[id] = true
+  zadd(KGS, now + SETTLED_GRACE, id)
+  -- Once settles stop, every answer left is past its grace when these expire.
+  pexpire(KS, 2 * SETTLED_GRACE)
+  pexpire(KGS, 2 * SETTLED_GRACE)
+end
+
+local function flush_records()
+  local sets, dels = {}, {}
+  for id in pairs(recdirty) do
+    local rec = records[id]
+    if rec then
+      sets[#sets + 1] = id
+      sets[#sets + 1] = encode_record(rec)
+    else
+      dels[#dels + 1] = id
+    end
+  end
+  call_chunked('HSET', KR, sets)
+  call_chunked('HDEL', KR, dels)
+  local answers = {}
+  for id in pairs(settleddirty) do
+    answers[#answers + 1] = id
+    answers[#answers + 1] = encode_settled(settled[id])
+  end
+  call_chunked('HSET', KS, answers)
+  recdirty, settleddirty = {}, {}
+end
+
+-- Writes everything the script changed.
+local function flush()
+  flush_records()
+  for key in pairs(hdirty) do hflush(key) end
+  for key in pairs(zpending) do zflush(key) end
+  for key, ms in pairs(expiries) do redis.call('PEXPIRE', key, ms) end
+  expiries = {}
+end
+
+local function count(field, delta) hincr(KM, field, delta) end
+
+-- Bucket indexes as hash fields. tostring of a number costs ~1.6 us here (more than most of an
+-- operation's table work), and a batch uses the same one or two buckets throughout.
+local bucket_names = {}
+local function bucket_name(index)
+  local name = bucket_names[index]
+  if not name then
+    name = tostring(index)
+    bucket_names[index] = name
+  end
+  return name
+end
 local function tier_of(priority)
   if priority <= 0 then return 1 end
   return 0
@@ -42,10 +406,8 @@ local adapted = nil
 local function adapted_amounts()
   if adapted == nil then
     adapted = {}
-    if redis.call('EXISTS', KE) == 1 then
-      local all = redis.call('HGETALL', KE)
-      for i = 1, #all, 2 do adapted[all[i]] = tonumber(all[i + 1]) end
-    end
+    local all = hgetall(KE)
+    for i = 1, #all, 2 do adapted[all[i]] = tonumber(all[i + 1]) end
   end
   return adapted
 end
@@ -61,45 +423,52 @@ local roll
 
 -- Rolls the window forward to now; returns its total and floor (first counted bucket). The clock
 -- does not move within a call, so a window is rolled once and then read from `windows`.
-local windows = {}
+local window_totals, window_floors = {}, {}
 local function window(plan)
-  local cached = windows[plan.key]
-  if cached then return cached[1], cached[2] end
-  local total, floor = roll(plan)
-  windows[plan.key] = { total, floor }
+  local key = plan.key
+  local total = window_totals[key]
+  if total then return total, window_floors[key] end
+  local floor
+  total, floor = roll(plan)
+  window_totals[key], window_floors[key] = total, floor
   return total, floor
 end
+local function set_window(plan, total, floor) window_totals[plan.key], window_floors[plan.key] = total, floor end
 
+local TOTAL_AND_FLOOR = { 't', 'f' }
 roll = function(plan)
   local k = wkey(plan)
   local start = math.floor((now - plan.windowMs - plan.marginMs) / plan.bucketMs)
-  local v = redis.call('HMGET', k, 't', 'f')
-  local floor = tonumber(v[2])
+  hprime(k, TOTAL_AND_FLOOR)
+  local floor = hnum(k, 'f')
   if floor == nil then return 0, start end
-  local total = tonumber(v[1]) or 0
+  local total = hnum(k, 't') or 0
   if floor > start then start = floor end
   if floor < start then
     if start - floor <= 64 then
       local fields = {}
-      for i = floor, start - 1 do fields[#fields + 1] = tostring(i) end
-      local amounts = redis.call('HMGET', k, unpack(fields))
-      for i = 1, #fields do
-        local a = tonumber(amounts[i])
-        if a then total = total - a end
+      for i = floor, start - 1 do fields[#fields + 1] = bucket_name(i) end
+      hprime(k, fields)
+      for _, f in ipairs(fields) do
+        local a = hnum(k, f)
+        if a then
+          total = total - a
+          hdel(k, f)
+        end
       end
-      redis.call('HDEL', k, unpack(fields))
     else
-      local all = redis.call('HGETALL', k)
+      local all = hgetall(k)
       for i = 1, #all, 2 do
         local index = tonumber(all[i])
         if index and index < start then
           total = total - tonumber(all[i + 1])
-          redis.call('HDEL', k, all[i])
+          hdel(k, all[i])
         end
       end
     end
     if total < 0 then total = 0 end
-    redis.call('HSET', k, 't', total, 'f', start)
+    hset(k, 't', total)
+    hset(k, 'f', start)
   end
   return total, start
 end
@@ -109,10 +478,11 @@ local function charge_now(plan, add)
   local total, floor = window(plan)
   local k = wkey(plan)
   local bucket = math.floor(now / plan.bucketMs)
-  redis.call('HINCRBY', k, tostring(bucket), add)
-  redis.call('HSET', k, 't', total + add, 'f', floor)
-  redis.call('PEXPIRE', k, plan.windowMs + plan.marginMs + 2 * plan.bucketMs)
-  windows[plan.key] = { total + add, floor }
+  hincr(k, bucket_name(bucket), add)
+  hset(k, 't', total + add)
+  hset(k, 'f', floor)
+  pexpire(k, plan.windowMs + plan.marginMs + 2 * plan.bucketMs)
+  set_window(plan, total + add, floor)
   return bucket, total
 end
 
@@ -124,27 +494,24 @@ local function paced_limit(plan)
 end
 local function span_of(plan) return plan.windowMs + plan.marginMs + plan.bucketMs end
 
-local last_grants = nil
+local LAST_GRANTS = { 'lb1', 'lt1', 'lb2', 'lt2' }
 local function other_budget_at(budget)
-  if last_grants == nil then
-    local v = redis.call('HMGET', KM, 'lb1', 'lt1', 'lb2', 'lt2')
-    last_grants = { b1 = v[1], t1 = tonumber(v[2]), b2 = v[3], t2 = tonumber(v[4]) }
-  end
-  if last_grants.b1 and last_grants.b1 ~= budget then return last_grants.t1 end
-  return last_grants.t2
+  hprime(KM, LAST_GRANTS)
+  local b1 = hget(KM, 'lb1')
+  if b1 and b1 ~= budget then return hnum(KM, 'lt1') end
+  return hnum(KM, 'lt2')
 end
 local function note_grant(budget)
-  other_budget_at(budget)
-  if last_grants.b1 ~= budget then
-    last_grants.b2, last_grants.t2 = last_grants.b1, last_grants.t1
-    last_grants.b1 = budget
+  hprime(KM, LAST_GRANTS)
+  local b1 = hget(KM, 'lb1')
+  if b1 ~= budget then
+    if b1 then
+      hset(KM, 'lb2', b1)
+      hset(KM, 'lt2', hget(KM, 'lt1'))
+    end
+    hset(KM, 'lb1', budget)
   end
-  last_grants.t1 = now
-  if last_grants.b2 then
-    redis.call('HSET', KM, 'lb1', last_grants.b1, 'lt1', now, 'lb2', last_grants.b2, 'lt2', last_grants.t2)
-  else
-    redis.call('HSET', KM, 'lb1', last_grants.b1, 'lt1', now)
-  end
+  hset(KM, 'lt1', now)
 end
 
 -- Is a grant of plan.need on a window holding `total` paced: the window held a request back
@@ -152,7 +519,7 @@ end
 local function paced_grant(budget, plan, limit, total)
   if not paced_limit(plan) then return false end
   local since = now - span_of(plan)
-  local held = tonumber(redis.call('HGET', KP, plan.key .. '|h'))
+  local held = hnum(KP, plan.key .. '|h')
   if held ~= nil and held >= since then return true end
   if total + plan.need <= limit * PACE_FREE_SHARE then return false end
   local other = other_budget_at(budget)
@@ -160,11 +527,11 @@ local function paced_grant(budget, plan, limit, total)
 end
 
 local function note_held(plan)
-  redis.call('HSET', KP, plan.key .. '|h', now)
-  redis.call('PEXPIRE', KP, PACE_TTL_MS)
+  hset(KP, plan.key .. '|h', now)
+  pexpire(KP, PACE_TTL_MS)
 end
 
-local function pace_of(plan) return tonumber(redis.call('HGET', KP, plan.key)) or 0 end
+local function pace_of(plan) return hnum(KP, plan.key) or 0 end
 
 -- The earliest time a paced grant may happen: when the pace is no further ahead than the burst.
 local function paced_at(plan, limit)
@@ -197,7 +564,7 @@ local function fit(req, pace)
   for _, plan in ipairs(req.limits) do
     local limit = amount(plan)
     if plan.windowMs == 0 then
-      local used = tonumber(redis.call('HGET', KC, plan.key)) or 0
+      local used = hnum(KC, plan.key) or 0
       if used + plan.need > limit then
         result.fits = false
         result.conc = true
@@ -217,7 +584,7 @@ local function fit(req, pace)
       if excess > 0 then
         result.fits = false
         if paced_limit(plan) then note_held(plan) end
-        local all = redis.call('HGETALL', wkey(plan))
+        local all = hgetall(wkey(plan))
         local indexes = {}
         local amounts = {}
         for i = 1, #all, 2 do
@@ -244,18 +611,21 @@ local function fit(req, pace)
 end
 
 -- The queue: per tier, budgets by the virtual start time of their next request; per budget,
--- waiters by priority then arrival, and by arrival alone for aging.
-local function qp(tier, budget) return P .. ':qp:' .. tier .. ':' .. budget end
-local function qa(tier, budget) return P .. ':qa:' .. tier .. ':' .. budget end
-local function qt(tier) return P .. ':qt:' .. tier end
+-- waiters by priority then arrival, and by arrival alone for aging. (Read at every grant from
+-- the queue, so written straight through.)
+-- (Tiers are named by string: concatenating a number formats it, slowly.)
+local TIERS = { [0] = '0', [1] = '1' }
+local QT = { [0] = P .. ':qt:0', [1] = P .. ':qt:1' }
+local function qp(tier, budget) return P .. ':qp:' .. TIERS[tier] .. ':' .. budget end
+local function qa(tier, budget) return P .. ':qa:' .. TIERS[tier] .. ':' .. budget end
+local function qt(tier) return QT[tier] end
 
 local function retag(tier, budget)
   if redis.call('EXISTS', qp(tier, budget)) == 0 then
     redis.call('ZREM', qt(tier), budget)
     return
   end
-  local v = redis.call('HMGET', KM, 'vt', 'f:' .. budget)
-  local vt, finish = tonumber(v[1]) or 0, tonumber(v[2]) or 0
+  local vt, finish = hnum(KM, 'vt') or 0, hnum(KM, 'f:' .. budget) or 0
   if finish < vt then finish = vt end
   redis.call('ZADD', qt(tier), finish, budget)
 end
@@ -279,7 +649,7 @@ local function dequeue(rec)
   retag(tier, req.budget)
 end
 
-local function waiting() return tonumber(redis.call('HGET', KM, 'nw')) or 0 end
+local function waiting() return hnum(KM, 'nw') or 0 end
 
 local function grant(rec, unclaimed)
   local req = rec.req
@@ -287,7 +657,7 @@ local function grant(rec, unclaimed)
   rec.slots = {}
   for _, plan in ipairs(req.limits) do
     if plan.windowMs == 0 then
-      redis.call('HINCRBY', KC, plan.key, plan.need)
+      hincr(KC, plan.key, plan.need)
       rec.slots[#rec.slots + 1] = { k = plan.key }
     else
       local limit = amount(plan)
@@ -296,8 +666,8 @@ local function grant(rec, unclaimed)
       if paced_grant(req.budget, plan, limit, total) then
         local pace = pace_of(plan)
         if pace < now then pace = now end
-        redis.call('HSET', KP, plan.key, pace + plan.need * span_of(plan) / limit)
-        redis.call('PEXPIRE', KP, PACE_TTL_MS)
+        hset(KP, plan.key, pace + plan.need * span_of(plan) / limit)
+        pexpire(KP, PACE_TTL_MS)
         pacing = 1
       end
       local bucket, before = charge_now(plan, plan.need)
@@ -311,31 +681,31 @@ local function grant(rec, unclaimed)
     end
   end
   -- Start-time fair queuing: the budget's next request starts where this one finishes.
-  local v = redis.call('HMGET', KM, 'vt', 'f:' .. req.budget)
-  local vt, start = tonumber(v[1]) or 0, tonumber(v[2]) or 0
+  local finish_field = 'f:' .. req.budget
+  local vt, start = hnum(KM, 'vt') or 0, hnum(KM, finish_field) or 0
   if start < vt then start = vt end
-  redis.call('HSET', KM, 'f:' .. req.budget, start + req.cost / req.weight, 'vt', start)
+  hset(KM, finish_field, start + req.cost / req.weight)
+  hset(KM, 'vt', start)
   if waiting() > 0 then
     retag(0, req.budget)
     retag(1, req.budget)
   end
-  -- Labels only serve refusal messages: a granted record need not carry them.
-  for _, plan in ipairs(req.limits) do plan.label = nil end
   rec.st = 'active'
   rec.uc = unclaimed
   rec.ga = now
   rec.ea = now + req.leaseTimeoutMs
-  redis.call('ZADD', KX, rec.ea, req.id)
-  redis.call('ZREM', KG, req.id)
+  zadd(KX, rec.ea, req.id)
+  -- A waiter granted from the queue no longer needs forgetting (a direct grant never did).
+  if unclaimed then zrem(KG, req.id) end
   count('bi:' .. req.budget, 1)
   count('g:' .. req.budget, 1)
 end
 
 local function release(rec)
   for _, slot in ipairs(rec.slots or {}) do
-    if redis.call('HINCRBY', KC, slot.k, -1) < 0 then redis.call('HSET', KC, slot.k, 0) end
+    if hincr(KC, slot.k, -1) < 0 then hset(KC, slot.k, 0) end
   end
-  redis.call('ZREM', KX, rec.req.id)
+  zrem(KX, rec.req.id)
   count('bi:' .. rec.req.budget, -1)
 end
 
@@ -363,17 +733,20 @@ local function recharge(rec, charge, value)
   local plan = plan_of(rec, charge.k)
   if not plan then return end
   if charge.p == 1 then
-    local pace = tonumber(redis.call('HGET', KP, plan.key))
-    if pace then redis.call('HSET', KP, plan.key, pace + delta * span_of(plan) / amount(plan)) end
+    local pace = hnum(KP, plan.key)
+    if pace then hset(KP, plan.key, pace + delta * span_of(plan) / amount(plan)) end
   end
   local total, floor = window(plan)
   if charge.b < floor then return end
   local k = wkey(plan)
-  local current = tonumber(redis.call('HGET', k, tostring(charge.b))) or 0
+  local field = bucket_name(charge.b)
+  local current = hnum(k, field) or 0
   local next = current + delta
   if next < 0 then next = 0 end
-  redis.call('HSET', k, tostring(charge.b), next, 't', total + next - current, 'f', floor)
-  windows[plan.key] = { total + next - current, floor }
+  hset(k, field, next)
+  hset(k, 't', total + next - current)
+  hset(k, 'f', floor)
+  set_window(plan, total + next - current, floor)
 end
 
 local function lease_of(rec)
@@ -386,24 +759,30 @@ local function collect()
   local expired = redis.call('ZRANGEBYSCORE', KX, '-inf', now, 'LIMIT', 0, GC_BATCH)
   for _, id in ipairs(expired) do
     local rec = load(id)
-    if rec then
+    if rec and rec.st == 'active' then
       release(rec)
       rec.st = 'expired'
       rec.uc = false
       save(rec)
-      redis.call('ZADD', KG, now + GRACE, id)
+      zadd(KG, now + GRACE, id)
     else
-      redis.call('ZREM', KX, id)
+      zrem(KX, id)
     end
   end
   local forget = redis.call('ZRANGEBYSCORE', KG, '-inf', now, 'LIMIT', 0, GC_BATCH)
   for _, id in ipairs(forget) do
-    redis.call('ZREM', KG, id)
+    zrem(KG, id)
     local rec = load(id)
-    if rec and rec.st ~= 'active' then
+    if rec and rec.st ~= 'active' and rec.st ~= 'settled' then
       if rec.st == 'waiting' then dequeue(rec) end
-      redis.call('HDEL', KR, id)
+      drop(id)
     end
+  end
+  -- Settled answers: nothing to decode, one HDEL for the lot.
+  local answers = redis.call('ZRANGEBYSCORE', KGS, '-inf', now, 'LIMIT', 0, GC_BATCH)
+  if #answers > 0 then
+    call_chunked('HDEL', KS, answers)
+    call_chunked('ZREM', KGS, answers)
   end
 end
 
@@ -416,12 +795,12 @@ local function head()
       local id
       if oldest[1] then
         local rec = load(oldest[1])
-        if rec and now - tonumber(oldest[2]) >= rec.req.agingMs then return rec end
+        if rec and rec.st == 'waiting' and now - tonumber(oldest[2]) >= rec.req.agingMs then return rec end
       end
       id = redis.call('ZRANGE', qp(tier, budget), 0, 0)[1]
       if id then
         local rec = load(id)
-        if rec then return rec end
+        if rec and rec.st == 'waiting' then return rec end
         -- A missing record must not wedge the queue.
         redis.call('ZREM', qp(tier, budget), id)
         redis.call('ZREM', qa(tier, budget), id)
@@ -436,10 +815,11 @@ local function head()
   return nil
 end
 
+local CLOSED = { 'cu', 'cr' }
 local function closed_until()
-  local v = redis.call('HMGET', KM, 'cu', 'cr')
-  local cu = tonumber(v[1]) or 0
-  if cu > now then return cu, v[2] or '' end
+  hprime(KM, CLOSED)
+  local cu = hnum(KM, 'cu') or 0
+  if cu > now then return cu, hget(KM, 'cr') or '' end
   return 0, ''
 end
 
@@ -461,6 +841,7 @@ local function pump(granted)
         local wake = rec.dl
         if f.at > now and f.at < wake then wake = f.at end
         if f.conc then
+          zflush(KX)
           local first = redis.call('ZRANGE', KX, 0, 0, 'WITHSCORES')
           if first[2] and tonumber(first[2]) < wake then wake = tonumber(first[2]) end
         end
@@ -476,8 +857,7 @@ local function pump(granted)
 end
 
 local function new_record(req, deadline)
-  return { req = req, st = 'waiting', enq = now, dl = deadline, ga = 0, ea = 0, uc = false, win = {}, slots = {},
-    ch = req.reserved, sa = 0 }
+  return { req = req, st = 'waiting', enq = now, dl = deadline, ga = 0, ea = 0, uc = false, win = {}, slots = {} }
 end
 
 -- Adaptation ----------------------------------------------------------------------------------
@@ -490,14 +870,17 @@ local function lower(plan, estimate, adaptation, stated)
   if not stated and estimate < math.ceil(current / 2) then estimate = math.ceil(current / 2) end
   if estimate >= current then return end
   local k = plan.key
-  local v = redis.call('HMGET', KE, k .. '|p', k .. '|l')
-  local probe, last_probe = tonumber(v[1]), tonumber(v[2]) or 0
+  hprime(KE, { k .. '|p', k .. '|l' })
+  local probe, last_probe = hnum(KE, k .. '|p'), hnum(KE, k .. '|l') or 0
   local next_probe = adaptation.probeMs
   if probe and last_probe > 0 and now - last_probe < 2 * probe then
     next_probe = math.min(adaptation.maxProbeMs, probe * 2)
   end
-  redis.call('HSET', KE, k, estimate, k .. '|t', now, k .. '|p', next_probe, k .. '|l', last_probe,
-    k .. '|d', now)
+  hset(KE, k, estimate)
+  hset(KE, k .. '|t', now)
+  hset(KE, k .. '|p', next_probe)
+  hset(KE, k .. '|l', last_probe)
+  hset(KE, k .. '|d', now)
   adapted = nil
 end
 
@@ -514,7 +897,7 @@ end
 -- A rate refusal that teaches nothing by its count (see memory-store.ts): the call's own headers
 -- state the limit of the refused window, or it was lowered less than a window ago.
 local function refusal_explained(req, plan, observations)
-  local lowered = tonumber(redis.call('HGET', KE, plan.key .. '|d'))
+  local lowered = hnum(KE, plan.key .. '|d')
   if lowered and now - lowered < span_of(plan) then return true end
   for _, o in ipairs(observations) do
     if o.limit and o.limit > 0 and observed_plan(req, o.dimension) == plan then return true end
@@ -533,8 +916,13 @@ local function adapt(rec, outcome, retry_after, reset_at, observations)
     close = now + retry_after
   end
   if close > now + MAX_CLOSE_MS then close = now + MAX_CLOSE_MS end
-  local cu = tonumber(redis.call('HGET', KM, 'cu')) or 0
-  if close > cu then redis.call('HSET', KM, 'cu', close, 'cr', outcome .. ' from the provider') end
+  if close > 0 then
+    local cu = hnum(KM, 'cu') or 0
+    if close > cu then
+      hset(KM, 'cu', close)
+      hset(KM, 'cr', outcome .. ' from the provider')
+    end
+  end
   local adaptation = rec.req.adaptation
   if type(adaptation) ~= 'table' then return end
   if outcome == 'refusedConcurrency' then
@@ -543,7 +931,7 @@ local function adapt(rec, outcome, retry_after, reset_at, observations)
       if plan and plan.adaptive then
         -- The provider refused because the account's other calls filled it: the slots still in
         -- use once this one is freed bound that from above, whatever order calls reached it in.
-        local estimate = tonumber(redis.call('HGET', KC, slot.k)) or 0
+        local estimate = hnum(KC, slot.k) or 0
         if estimate < 1 then estimate = 1 end
         lower(plan, estimate, adaptation)
       end
@@ -566,12 +954,14 @@ local function adapt(rec, outcome, retry_after, reset_at, observations)
     for _, plan in ipairs(rec.req.limits) do
       if plan.adaptive and adapted_amounts()[plan.key] then
         local k = plan.key
-        local v = redis.call('HMGET', KE, k, k .. '|t', k .. '|p')
-        local eff, changed, probe = tonumber(v[1]), tonumber(v[2]) or 0, tonumber(v[3]) or 0
+        hprime(KE, { k, k .. '|t', k .. '|p' })
+        local eff, changed, probe = hnum(KE, k), hnum(KE, k .. '|t') or 0, hnum(KE, k .. '|p') or 0
         if eff and eff < plan.amount and now - changed >= probe then
           local step = 1
           if plan.windowMs > 0 then step = math.max(1, math.ceil(plan.amount * 0.02)) end
-          redis.call('HSET', KE, k, math.min(plan.amount, eff + step), k .. '|t', now, k .. '|l', now)
+          hset(KE, k, math.min(plan.amount, eff + step))
+          hset(KE, k .. '|t', now)
+          hset(KE, k .. '|l', now)
           adapted = nil
         end
       end
@@ -595,12 +985,6 @@ local function adapt(rec, outcome, retry_after, reset_at, observations)
   end
 end
 
-local function finish(result, granted)
-  result.grantedIds = granted
-  if #granted > 0 then redis.call('PUBLISH', P .. ':grants', cjson.encode(granted)) end
-  return cjson.encode(result)
-end
-
 -- Operations: each takes its arguments (ARGV from position A on, or one entry of a batch) and
 -- returns its reply; grants it made for waiters are added to `granted`.
 local granted = {}
@@ -609,17 +993,22 @@ local ops = {}
 ops.acquire = function(a)
   local req = a[1]
   if type(req) == 'string' then req = cjson.decode(req) end
+  attach(req)
   pump(granted)
   local tier = tier_of(req.priority)
-  local ahead = redis.call('ZCARD', qt(0))
-  if tier == 1 then ahead = ahead + redis.call('ZCARD', qt(1)) end
+  local ahead = 0
+  if waiting() > 0 then
+    ahead = redis.call('ZCARD', qt(0))
+    if tier == 1 then ahead = ahead + redis.call('ZCARD', qt(1)) end
+  end
   local cu, cr = closed_until()
   local f = fit(req, req.maxWaitMs > 0)
   if ahead == 0 and cu == 0 and f.fits then
     local rec = new_record(req, now)
     grant(rec, false)
     save(rec)
-    return { kind = 'granted', nowMs = now, lease = lease_of(rec) }
+    -- The caller knows the rest of the lease (see redis-store.ts).
+    return { kind = 'granted', nowMs = now, expiresAtMs = rec.ea }
   end
   local retry, limit = retry_at(f), f.limit
   if cu > 0 and cu >= f.at then retry, limit = cu, 'closed: ' .. cr end
@@ -629,10 +1018,10 @@ ops.acquire = function(a)
     count('r:' .. req.budget, 1)
     return { kind = 'rejected', nowMs = now, retryAtMs = retry, limit = limit }
   end
-  local seq = redis.call('HINCRBY', KM, 'seq', 1)
+  local seq = hincr(KM, 'seq', 1)
   local rec = new_record(req, now + req.maxWaitMs)
   save(rec)
-  redis.call('ZADD', KG, rec.dl + GRACE, req.id)
+  zadd(KG, rec.dl + GRACE, req.id)
   enqueue(rec, seq)
   count('bw:' .. req.budget, 1)
   local wake = pump(granted)
@@ -650,7 +1039,7 @@ ops.settle = function(a)
   end
   for _, charge in ipairs(rec.win) do recharge(rec, charge, charge_for(charge.d, input, output, outcome)) end
   local was_active = rec.st == 'active'
-  if was_active then release(rec) end
+  if was_active then release(rec) else zrem(KG, id) end
   if outcome ~= 'ok' then count('o:' .. rec.req.budget .. ':' .. outcome, 1) end
   local observations = {}
   if a[7] ~= '' then observations = cjson.decode(a[7]) end
@@ -659,12 +1048,12 @@ ops.settle = function(a)
     outputTokens = charge_for('outputTokens', input, output, outcome),
     totalTokens = charge_for('totalTokens', input, output, outcome) }
   -- Only the answer to a repeated settle is kept.
-  save({ req = { id = id, budget = rec.req.budget }, st = 'settled', ch = charged, sa = now })
-  redis.call('ZADD', KG, now + SETTLED_GRACE, id)
+  save_settled(id, { st = 'settled', ch = charged, sa = now })
   pump(granted)
   local kind = 'settledAfterExpiry'
   if was_active then kind = 'settled' end
-  return { kind = kind, charged = charged, settledAtMs = now }
+  -- What was charged follows from the caller's own usage and outcome (see redis-store.ts).
+  return { kind = kind, settledAtMs = now }
 end
 
 ops.heartbeat = function(a)
@@ -682,7 +1071,7 @@ ops.heartbeat = function(a)
   end
   rec.ea = now + extend
   save(rec)
-  redis.call('ZADD', KX, rec.ea, id)
+  zadd(KX, rec.ea, id)
   return { kind = 'extended', expiresAtMs = rec.ea }
 end
 
@@ -711,7 +1100,7 @@ local function claim_or_cancel(op, a)
     pump(granted)
   end
   local retry, limit = now + UNSCHEDULED_RETRY_MS, ''
-  if rec and rec.req.limits then
+  if rec and rec.req and rec.req.limits then
     count('r:' .. rec.req.budget, 1)
     local f = fit(rec.req, true)
     retry, limit = retry_at(f), f.limit
@@ -727,28 +1116,31 @@ ops.usage = function(a)
   for i, plan in ipairs(plans) do
     local used
     if plan.windowMs == 0 then
-      used = tonumber(redis.call('HGET', KC, plan.key)) or 0
+      used = hnum(KC, plan.key) or 0
     else
       used = window(plan)
     end
     limits[i] = { key = plan.key, used = used, effective = amount(plan) }
   end
   local cu, cr = closed_until()
-  return { nowMs = now, limits = limits, counters = redis.call('HGETALL', KM),
+  return { nowMs = now, limits = limits, counters = hgetall(KM),
     waiters = waiting(), closedUntilMs = cu, closedReason = cr }
 end
 
 ops.forgetBudget = function(a)
   local budget, keys = a[1], cjson.decode(a[2])
   for _, key in ipairs(keys) do
-    redis.call('DEL', P .. ':w:' .. key)
-    redis.call('HDEL', KC, key)
+    local k = P .. ':w:' .. key
+    redis.call('DEL', k)
+    hforget(k)
+    window_totals[key], window_floors[key] = nil, nil
+    hdel(KC, key)
   end
-  local all = redis.call('HGETALL', KM)
+  local all = hgetall(KM)
   for i = 1, #all, 2 do
     local field = all[i]
     local _, _, b = string.find(field, '^[^:]+:([^:]+)')
-    if b == budget then redis.call('HDEL', KM, field) end
+    if b == budget then hdel(KM, field) end
   end
   return {}
 end
@@ -756,21 +1148,32 @@ end
 ops.claim = function(a) return claim_or_cancel('claim', a) end
 ops.cancel = function(a) return claim_or_cancel('cancel', a) end
 
-collect()
-
 -- A batch runs several operations, in order, at one Redis time, as the same calls one after
 -- another would: ARGV[A] is a JSON array of [operation, arguments...].
+local calls
 if op == 'batch' then
-  local results = {}
-  for i, item in ipairs(cjson.decode(ARGV[A])) do
-    local handler = ops[item[1]]
-    if not handler then return redis.error_reply('tokenlease: unknown operation ' .. tostring(item[1])) end
-    results[i] = handler({ unpack(item, 2) })
-  end
-  if #granted > 0 then redis.call('PUBLISH', P .. ':grants', cjson.encode(granted)) end
-  return cjson.encode({ results = results, grantedIds = granted })
+  calls = cjson.decode(ARGV[A])
+  register_definitions(ARGV[A + 1])
+else
+  calls = { { op, unpack(ARGV, A) } }
+  if op == 'acquire' then register_definitions(ARGV[A + 1]) end
 end
+-- Nothing runs unless every operation is known (a batch is all or nothing).
+local settling = {}
+for _, item in ipairs(calls) do
+  if not ops[item[1]] then return redis.error_reply('tokenlease: unknown operation ' .. tostring(item[1])) end
+  if item[1] == 'settle' or item[1] == 'heartbeat' then settling[#settling + 1] = item[2] end
+end
+prime_records(settling)
 
-local handler = ops[op]
-if not handler then return redis.error_reply('tokenlease: unknown operation ' .. op) end
-return finish(handler({ unpack(ARGV, A) }), granted)
+collect()
+local results = {}
+for i, item in ipairs(calls) do
+  results[i] = ops[item[1]]({ unpack(item, 2) })
+end
+flush()
+if #granted > 0 then redis.call('PUBLISH', P .. ':grants', cjson.encode(granted)) end
+if op == 'batch' then return cjson.encode({ results = results, grantedIds = granted }) end
+local result = results[1]
+result.grantedIds = granted
+return cjson.encode(result)

@@ -7,6 +7,7 @@ import type { RateLimitObservation, Reservation, TokenUsage } from '../../../com
 import {
   budgetCounters,
   chargeFor,
+  chargedOf,
   DEFAULT_CLOSE_MS,
   GC_BATCH,
   MAX_CLOSE_MS,
@@ -894,15 +895,6 @@ function leaseOf(record: LeaseRecord): StoredLease {
     grantedAtMs: record.grantedAtMs,
     expiresAtMs: record.expiresAtMs,
     reserved: record.request.reserved,
-  };
-}
-
-function chargedOf(usage: TokenUsage, outcome: SettleCommand['outcome']): Reservation {
-  return {
-    requests: 1,
-    inputTokens: chargeFor('inputTokens', usage, outcome),
-    outputTokens: chargeFor('outputTokens', usage, outcome),
-    totalTokens: chargeFor('totalTokens', usage, outcome),
   };
 }
 

@@ -4,17 +4,20 @@
  * one script touches one slot and Redis Cluster works. Grants made by one engine for another
  * engine's waiter are announced on a per-provider channel.
  */
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { StoreUnavailableError } from '../../../common/errors/errors.ts';
 import type { TokenUsage } from '../../../common/quota-api.ts';
 import {
   budgetCounters,
+  chargedOf,
   GC_BATCH,
   PUMP_BATCH,
   RECORD_GRACE_MS,
   SETTLED_GRACE_MS,
   type GrantListener,
+  type Granting,
   type LeaseStore,
   type LimitPlan,
   type SettleCommand,
@@ -44,7 +47,8 @@ export interface RedisStoreOptions {
   batching?: boolean;
 }
 
-type LeaseCommand = (key: string, ...args: Array<string | number>) => Promise<string>;
+type ScriptArgument = string | number;
+type LeaseCommand = (key: string, ...args: ScriptArgument[]) => Promise<string>;
 
 /** Most operations one script call runs (bounds the time Redis spends in one script). */
 const MAX_BATCH = 64;
@@ -146,14 +150,14 @@ export class RedisLeaseStore implements LeaseStore {
     });
   }
 
-  async #run<T>(provider: string, op: string, ...args: Array<string | number>): Promise<T> {
+  async #run<T>(provider: string, op: string, ...args: ScriptArgument[]): Promise<T> {
     const result = JSON.parse(await this.#call(provider, op, args)) as T & { grantedIds?: unknown };
     // cjson writes an empty array as {}.
     if (!Array.isArray(result.grantedIds)) result.grantedIds = [];
     return result;
   }
 
-  async #call(provider: string, op: string, args: Array<string | number>, operations = 1): Promise<string> {
+  async #call(provider: string, op: string, args: ScriptArgument[], operations = 1): Promise<string> {
     const base = `${this.#prefix}{${provider}}`;
     const command = (this.#redis as unknown as { tokenleaseLease: LeaseCommand }).tokenleaseLease;
     this.stats.scriptCalls++;
@@ -207,8 +211,13 @@ export class RedisLeaseStore implements LeaseStore {
       this.#run(provider, op, ...alone(op, args)).then(resolve, reject);
       return;
     }
-    const wire = JSON.stringify(batch.map(({ op, args }) => [op, ...args]));
-    this.#call(provider, 'batch', [wire], batch.length).then(
+    const definitions: Definitions = {};
+    const wire = JSON.stringify(
+      batch.map(({ op, args }) =>
+        op === 'acquire' ? [op, wireRequest(args[0] as StoredRequest, definitions)] : [op, ...args],
+      ),
+    );
+    this.#call(provider, 'batch', [wire, JSON.stringify(definitions)], batch.length).then(
       (raw) => {
         const reply = JSON.parse(raw) as { results: unknown[]; grantedIds: unknown };
         // Grants the batch made for waiters are reported once, with the first result.
@@ -225,11 +234,32 @@ export class RedisLeaseStore implements LeaseStore {
     );
   }
 
-  acquire(provider: string, request: StoredRequest): Promise<StoreAcquireResult> {
-    return this.#batched(provider, 'acquire', [request]);
+  async acquire(provider: string, request: StoredRequest): Promise<StoreAcquireResult> {
+    const result = await this.#batched<StoreAcquireResult | DirectGrant>(provider, 'acquire', [request]);
+    if (result.kind !== 'granted' || 'lease' in result) return result;
+    // A direct grant's reply holds only what the script decided; the rest is the request's.
+    const { expiresAtMs, ...rest } = result;
+    const lease = {
+      id: request.id,
+      budget: request.budget,
+      enqueuedAtMs: result.nowMs,
+      grantedAtMs: result.nowMs,
+      expiresAtMs,
+      reserved: request.reserved,
+    };
+    return { ...rest, lease };
   }
 
-  settle(provider: string, command: SettleCommand): Promise<StoreSettleResult> {
+  async settle(provider: string, command: SettleCommand): Promise<StoreSettleResult> {
+    const result = await this.#batchedSettle(provider, command);
+    if (result.kind === 'settled' || result.kind === 'settledAfterExpiry') {
+      // Charged follows from the command; only a repeated settle's reply carries it.
+      return { ...result, charged: chargedOf(command.usage, command.outcome) };
+    }
+    return result as StoreSettleResult;
+  }
+
+  #batchedSettle(provider: string, command: SettleCommand): Promise<SettleReply> {
     return this.#batched(provider, 'settle', [
       command.leaseId,
       command.usage.inputTokens,
@@ -298,9 +328,61 @@ export class RedisLeaseStore implements LeaseStore {
   }
 }
 
-/** An operation's script arguments when sent alone: an acquire's request as JSON text. */
-function alone(op: BatchedOperation['op'], args: unknown[]): Array<string | number> {
-  return op === 'acquire' ? [JSON.stringify(args[0])] : (args as Array<string | number>);
+/** The script's reply to a direct grant: the caller fills in the lease from its request. */
+type DirectGrant = Granting & { kind: 'granted'; nowMs: number; expiresAtMs: number };
+
+/** The script's reply to a settle: `charged` only when repeated. */
+type SettleReply =
+  | (Granting & { kind: 'settled' | 'settledAfterExpiry'; settledAtMs: number })
+  | Exclude<StoreSettleResult, { kind: 'settled' | 'settledAfterExpiry' }>;
+
+/** An operation's script arguments when sent alone: an acquire's request and the definitions it names. */
+function alone(op: BatchedOperation['op'], args: unknown[]): ScriptArgument[] {
+  if (op !== 'acquire') return args as ScriptArgument[];
+  const definitions: Definitions = {};
+  const request = JSON.stringify(wireRequest(args[0] as StoredRequest, definitions));
+  return [request, JSON.stringify(definitions)];
+}
+
+/** Limit definitions by id, as JSON: sent along with the requests that name them. */
+type Definitions = Record<string, string>;
+
+/**
+ * A request as the script takes it: each limit as the id of its definition (everything but
+ * `need`) and its need. Definitions are stored once in Redis, so lease records stay small (the
+ * script's time goes mostly into decoding and encoding them).
+ */
+function wireRequest(request: StoredRequest, definitions: Definitions): unknown {
+  return {
+    ...request,
+    limits: request.limits.map((plan) => {
+      const known = definitionOf(plan);
+      definitions[known.id] = known.json;
+      return { d: known.id, need: plan.need };
+    }),
+  };
+}
+
+interface Definition {
+  id: string;
+  json: string;
+}
+
+/** Definitions met so far by their JSON (a provider has a handful; cleared if it ever grows). */
+const knownDefinitions = new Map<string, Definition>();
+const MAX_KNOWN_DEFINITIONS = 10_000;
+
+function definitionOf(plan: LimitPlan): Definition {
+  const { need: _need, ...rest } = plan;
+  const json = JSON.stringify(rest);
+  let known = knownDefinitions.get(json);
+  if (!known) {
+    if (knownDefinitions.size >= MAX_KNOWN_DEFINITIONS) knownDefinitions.clear();
+    // Content-addressed: every replica derives the same id for the same definition.
+    known = { id: createHash('sha256').update(json).digest('base64url').slice(0, 22), json };
+    knownDefinitions.set(json, known);
+  }
+  return known;
 }
 
 function escapeGlob(text: string): string {

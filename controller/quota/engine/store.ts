@@ -181,6 +181,16 @@ export function chargeFor(dimension: Dimension, usage: TokenUsage, outcome: Outc
   }
 }
 
+/** What a settled lease was charged, by dimension. */
+export function chargedOf(usage: TokenUsage, outcome: SettleCommand['outcome']): Reservation {
+  return {
+    requests: 1,
+    inputTokens: chargeFor('inputTokens', usage, outcome),
+    outputTokens: chargeFor('outputTokens', usage, outcome),
+    totalTokens: chargeFor('totalTokens', usage, outcome),
+  };
+}
+
 /**
  * Expired and timed-out records are kept this long so a late settle still corrects the token
  * counts; a settled record shrinks to its answer and is kept SETTLED_GRACE_MS for repeats.
