@@ -7,7 +7,7 @@
 import type { ServerResponse } from 'node:http';
 import type { IncomingHttpHeaders } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Agent, Dispatcher } from 'undici';
+import type { Agent } from 'undici';
 import { CancelledError } from '../../common/errors/errors.ts';
 import type { Outcome, TokenUsage } from '../../common/quota-api.ts';
 import { UpstreamError, UpstreamRefusalError } from '../errors/sidecar-errors.ts';
@@ -26,6 +26,7 @@ import { pump } from './pump.ts';
 import { ResponseTap } from './response-tap.ts';
 import type { Target } from './router.ts';
 import { clientResponseHeaders, undiciErrors, upstreamRequestHeaders } from './upstream.ts';
+import { readBody, UpstreamExchange, type UpstreamResponse } from './upstream-exchange.ts';
 
 /** Refusals worth another attempt at the same provider once their hint has passed. */
 const RETRY_KINDS = new Set<RefusalKind>(['concurrency', 'rate', 'window', 'overload', 'riskControl']);
@@ -94,21 +95,6 @@ export interface CallResult {
   /** The HTTP status the app got from the provider. */
   status?: number;
   usage?: TokenUsage;
-}
-
-async function readBounded(body: Dispatcher.ResponseData['body'], max: number): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body as AsyncIterable<Buffer>) {
-    if (size + chunk.length > max) {
-      chunks.push(chunk.subarray(0, max - size));
-      body.destroy();
-      break;
-    }
-    chunks.push(chunk);
-    size += chunk.length;
-  }
-  return Buffer.concat(chunks);
 }
 
 /** Whether undici failed before the request could reach the provider. */
@@ -181,16 +167,13 @@ export async function forwardCall(
           metrics.addedLatency.observe({ route: route.operation }, Math.max(0, added) / 1000);
         }
 
-        let upstream: Dispatcher.ResponseData;
+        let upstream: UpstreamResponse;
         try {
-          upstream = await context.agent.request({
-            origin: target.origin,
-            path,
-            method: 'POST',
-            headers,
-            body: call.body,
+          upstream = await UpstreamExchange.send(
+            context.agent,
+            { origin: target.origin, path, method: 'POST', headers, body: call.body },
             signal,
-          });
+          );
         } catch (error) {
           const cancelled = signal.aborted;
           const sent = !notSent(error);
@@ -210,7 +193,7 @@ export async function forwardCall(
         }
 
         if (upstream.statusCode < 200 || upstream.statusCode >= 300) {
-          const body = await readBounded(upstream.body, MAX_ERROR_BODY).catch(() => Buffer.alloc(0));
+          const body = await readBody(upstream.body, MAX_ERROR_BODY).catch(() => Buffer.alloc(0));
           const now = Date.now();
           const verdict = classifyResponse(
             target.flavor,
@@ -285,7 +268,7 @@ async function streamBack(
   context: ForwardContext,
   input: CallInput,
   lease: HeldLease,
-  upstream: Dispatcher.ResponseData,
+  upstream: UpstreamResponse,
   maxOutputTokens: number,
   response: ServerResponse,
 ): Promise<CallResult> {

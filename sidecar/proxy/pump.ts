@@ -5,17 +5,17 @@
  * cost a measurable share of the sidecar's CPU.
  */
 import type { ServerResponse } from 'node:http';
-import type { Readable } from 'node:stream';
 import { CancelledError } from '../../common/errors/errors.ts';
 import type { ResponseTap } from './response-tap.ts';
+import type { UpstreamExchange } from './upstream-exchange.ts';
 
 /**
  * Resolves when the whole body was handed to the app's connection. Rejects with CancelledError
- * when the app went away first (the provider's body is then destroyed, which aborts the upstream
- * call), or with the body's error when the provider broke off.
+ * when the app went away first (the upstream exchange is then aborted), or with the body's error
+ * when the provider broke off.
  */
 export function pump(
-  body: Readable,
+  body: UpstreamExchange,
   tap: ResponseTap,
   response: ServerResponse,
   /** Sees every byte handed to the app (the response cache records them). */
@@ -27,8 +27,8 @@ export function pump(
     const done = (error?: unknown) => {
       if (finished) return;
       finished = true;
-      body.off('data', onData).off('end', onEnd).off('error', onError);
-      response.off('close', onClose).off('drain', onDrain);
+      response.off('close', onClose);
+      if (waitingForDrain) response.off('drain', onDrain);
       if (error === undefined) resolve();
       else reject(error);
     };
@@ -44,24 +44,25 @@ export function pump(
       waitingForDrain = false;
       body.resume();
     };
-    const onData = (chunk: Buffer) => tap.transform(chunk, emit);
-    const onEnd = () => {
-      tap.flush(emit);
-      response.end();
-      done();
-    };
-    const onError = (error: unknown) => done(error);
     const onClose = () => {
       if (response.writableFinished) return;
-      body.destroy();
+      body.abort();
       done(new CancelledError('the app disconnected'));
     };
     if (response.destroyed) {
-      body.destroy();
+      body.abort();
       reject(new CancelledError('the app disconnected'));
       return;
     }
-    body.on('data', onData).on('end', onEnd).on('error', onError);
     response.on('close', onClose);
+    body.consume({
+      data: (chunk) => tap.transform(chunk, emit),
+      end() {
+        tap.flush(emit);
+        response.end();
+        done();
+      },
+      error: (error) => done(error),
+    });
   });
 }
