@@ -4,6 +4,9 @@
  * same typed errors as the unary calls. A broken stream fails what was pending on it
  * (StoreUnavailableError, as a failed unary call would) and the next call opens a new one.
  *
+ * Messages sent in one turn of the event loop go out as one batch once the service has said it
+ * takes them (session-outbox.ts); answers may come in batches too.
+ *
  * A stream is retired after `maxAgeMs`: new messages go to a fresh stream (with fresh metadata,
  * such as a rotated ServiceAccount token, and possibly another replica) while the old one ends
  * once its answers are in. The server recycles connections too, but that would cut streams.
@@ -13,6 +16,7 @@ import type { QuotaServiceClient } from '../../proto/gen/tokenlease/v1/QuotaServ
 import type { SessionRequest } from '../../proto/gen/tokenlease/v1/SessionRequest.ts';
 import type { SessionResponse__Output } from '../../proto/gen/tokenlease/v1/SessionResponse.ts';
 import { CancelledError, StoreUnavailableError } from '../errors/errors.ts';
+import { SESSION_BATCH_HEADER, SessionOutbox } from './session-outbox.ts';
 import { errorFromStatus } from './status-errors.ts';
 
 type Op = 'acquire' | 'settle' | 'heartbeat';
@@ -27,6 +31,7 @@ interface Pending {
 
 interface SessionStream {
   call: Call;
+  outbox: SessionOutbox<SessionRequest>;
   openedAt: number;
   pending: Map<number, Pending>;
   retired: boolean;
@@ -82,7 +87,7 @@ export class QuotaSession {
         if (!stream.pending.delete(id)) return;
         clearTimeout(pending.timer);
         pending.detach();
-        if (op === 'acquire' && !stream.call.writableEnded) stream.call.write({ id: 0, cancel: id });
+        if (op === 'acquire' && !stream.call.writableEnded) stream.outbox.send({ id: 0, cancel: id });
         reject(error);
         this.#endIfIdle(stream);
       };
@@ -99,7 +104,7 @@ export class QuotaSession {
       };
       signal?.addEventListener('abort', onAbort, { once: true });
       stream.pending.set(id, pending);
-      stream.call.write({ id, [op]: payload });
+      stream.outbox.send({ id, [op]: payload });
     });
   }
 
@@ -108,6 +113,7 @@ export class QuotaSession {
     const current = this.#current;
     this.#current = undefined;
     if (current) {
+      current.outbox.clear();
       current.call.end();
       this.#fail(current, new StoreUnavailableError('quota client is closed'));
     }
@@ -125,9 +131,15 @@ export class QuotaSession {
     const call = this.#options.metadata
       ? this.#client.Session(this.#options.metadata())
       : this.#client.Session();
-    const stream: SessionStream = { call, openedAt: Date.now(), pending: new Map(), retired: false };
+    const outbox = new SessionOutbox<SessionRequest>((message) => {
+      if (!call.writableEnded) call.write(message);
+    });
+    const stream: SessionStream = { call, outbox, openedAt: Date.now(), pending: new Map(), retired: false };
     this.#current = stream;
-    call.on('data', (response: SessionResponse__Output) => {
+    call.on('metadata', (headers: Metadata) => {
+      if (headers.get(SESSION_BATCH_HEADER)[0] === '1') outbox.batching = true;
+    });
+    const answered = (response: SessionResponse__Output) => {
       const pending = stream.pending.get(response.id);
       if (!pending) return; // given up already
       stream.pending.delete(response.id);
@@ -135,10 +147,15 @@ export class QuotaSession {
       pending.detach();
       if (response.result === 'error') pending.reject(errorFromStatus(serviceErrorOf(response.error!)));
       else pending.resolve(response);
+    };
+    call.on('data', (response: SessionResponse__Output) => {
+      if (response.batch.length > 0) for (const item of response.batch) answered(item);
+      else answered(response);
       this.#endIfIdle(stream);
     });
     const broken = (reason: string) => {
       if (this.#current === stream) this.#current = undefined;
+      outbox.clear();
       this.#fail(stream, new StoreUnavailableError(`quota session ${reason}`));
     };
     call.on('error', (error: Error) => broken(`failed: ${error.message}`));
@@ -147,7 +164,10 @@ export class QuotaSession {
   }
 
   #endIfIdle(stream: SessionStream): void {
-    if (stream.retired && stream.pending.size === 0 && !stream.call.writableEnded) stream.call.end();
+    if (stream.retired && stream.pending.size === 0 && !stream.call.writableEnded) {
+      stream.outbox.flush();
+      stream.call.end();
+    }
   }
 
   #fail(stream: SessionStream, error: Error): void {

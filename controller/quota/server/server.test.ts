@@ -1,10 +1,14 @@
-import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { credentials, Metadata, Server, ServerCredentials, status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
+import { buildBudgetSet, parseBudgetsYaml } from '../../../common/budgets/load-budgets.ts';
 import { StoreUnavailableError } from '../../../common/errors/errors.ts';
 import { loadQuotaProto } from '../../../common/grpc/load-quota-proto.ts';
 import { createQuotaClient } from '../../../common/grpc/quota-client.ts';
+import { SESSION_BATCH_HEADER } from '../../../common/grpc/session-outbox.ts';
+import type { SessionResponse__Output } from '../../../proto/gen/tokenlease/v1/SessionResponse.ts';
 import { createMemoryEngine } from '../engine/index.ts';
 import { describeQuotaGrpcService } from './grpc-service-suite.ts';
+import { startQuotaServer } from './server.ts';
 
 describeQuotaGrpcService('memory store', {
   async create(budgets) {
@@ -121,6 +125,105 @@ describe('quota client deadlines', () => {
       expect(String(error)).toMatch(/UNAVAILABLE/);
     } finally {
       client.close();
+    }
+  });
+});
+
+describe('quota session batches', () => {
+  const BUDGETS = `
+apiVersion: tokenlease.io/v1alpha1
+kind: LLMProvider
+metadata: {name: acme, namespace: llm}
+spec:
+  api: openai
+  baseURL: https://api.example.test/v1
+  limits: [{dimension: concurrency, amount: 10}]
+---
+apiVersion: tokenlease.io/v1alpha1
+kind: LLMBudget
+metadata: {name: search, namespace: team-a}
+spec:
+  providerRef: {name: acme, namespace: llm}
+`;
+  const acquire = (inputTokens: number) => ({
+    provider: 'llm/acme',
+    model: 'gpt-test',
+    budget: 'team-a/search',
+    input_tokens: inputTokens,
+    max_output_tokens: 10,
+    priority: '',
+    max_wait_ms: 0,
+    request_id: '',
+  });
+
+  it('says it takes batches, answers each message of one (bad ones by their own id) and answers in batches', async () => {
+    const engine = createMemoryEngine({ budgets: buildBudgetSet(parseBudgetsYaml(BUDGETS, 'test')) });
+    const server = await startQuotaServer({ engine, listen: '127.0.0.1:0' });
+    const raw = new (loadQuotaProto().QuotaService)(`127.0.0.1:${server.port}`, credentials.createInsecure());
+    try {
+      const call = raw.Session();
+      const headers = new Promise<Metadata>((resolve) => call.on('metadata', resolve));
+      const answers: SessionResponse__Output[] = [];
+      const messages: SessionResponse__Output[] = [];
+      const received = (count: number) =>
+        new Promise<void>((resolve) => {
+          const check = () => (answers.length >= count ? resolve() : setTimeout(check, 5));
+          check();
+        });
+      call.on('data', (message: SessionResponse__Output) => {
+        messages.push(message);
+        answers.push(...(message.batch.length > 0 ? message.batch : [message]));
+      });
+      expect((await headers).get(SESSION_BATCH_HEADER)).toEqual(['1']);
+
+      call.write({
+        batch: [
+          { id: 1, acquire: acquire(5) },
+          { id: 2, acquire: acquire(-1) },
+          { id: 3, batch: [{ id: 4, acquire: acquire(5) }] },
+          { id: 5 },
+        ],
+      });
+      await received(4);
+      const byId = new Map(answers.map((answer) => [answer.id, answer]));
+      expect(byId.get(1)!.result).toBe('acquire');
+      expect(byId.get(2)!.error).toMatchObject({
+        code: status.INVALID_ARGUMENT,
+        details: { 'tokenlease-field': 'input_tokens' },
+      });
+      expect(byId.get(3)!.error).toMatchObject({
+        code: status.INVALID_ARGUMENT,
+        details: { 'tokenlease-field': 'batch' },
+      });
+      expect(byId.get(5)!.error).toMatchObject({
+        code: status.INVALID_ARGUMENT,
+        details: { 'tokenlease-field': 'op' },
+      });
+      expect(byId.has(4)).toBe(false);
+      // Answered in kind: what was ready together went out as one message.
+      expect(messages.some((message) => message.batch.length > 1)).toBe(true);
+
+      const lease = byId.get(1)!.acquire!.lease_id;
+      call.write({
+        batch: [
+          {
+            id: 6,
+            settle: { lease_id: lease, usage: { input_tokens: 5, output_tokens: 1 }, outcome: 'OUTCOME_OK' },
+          },
+          {
+            id: 7,
+            settle: { lease_id: lease, usage: { input_tokens: 5, output_tokens: 1 }, outcome: 'OUTCOME_OK' },
+          },
+        ],
+      });
+      await received(6);
+      const settles = answers.slice(4).map((answer) => answer.settle?.status);
+      expect(settles.sort()).toEqual(['SETTLE_STATUS_ALREADY_SETTLED', 'SETTLE_STATUS_SETTLED']);
+      call.end();
+    } finally {
+      raw.close();
+      await server.shutdown(1_000);
+      await engine.close();
     }
   });
 });

@@ -1,9 +1,10 @@
 /**
  * QuotaService.Session: Acquire, Settle and Heartbeat as messages on one long-lived stream. Each
  * message is handled exactly as its unary call (same conversion, same engine call, same status
- * for each typed error) and answered with its id; answers go out as they are ready.
+ * for each typed error) and answered with its id; answers go out as they are ready, in batches
+ * once the client has sent one (see session-outbox.ts).
  */
-import { status, type Metadata, type ServerDuplexStream } from '@grpc/grpc-js';
+import { Metadata, status, type ServerDuplexStream } from '@grpc/grpc-js';
 import { StoreUnavailableError } from '../../../common/errors/errors.ts';
 import {
   acquireFromWire,
@@ -12,6 +13,7 @@ import {
   settleFromWire,
   settleResultToWire,
 } from '../../../common/grpc/wire.ts';
+import { SESSION_BATCH_HEADER, SessionOutbox } from '../../../common/grpc/session-outbox.ts';
 import type { QuotaApi } from '../../../common/quota-api.ts';
 import type { SessionRequest__Output } from '../../../proto/gen/tokenlease/v1/SessionRequest.ts';
 import type { SessionResponse } from '../../../proto/gen/tokenlease/v1/SessionResponse.ts';
@@ -47,14 +49,24 @@ export function handleSession(
   const acquiring = new Map<number, AbortController>();
   let open = true;
   let inFlight = 0;
+  const outbox = new SessionOutbox<SessionResponse>((response) => {
+    if (open && !call.writableEnded) call.write(response);
+  });
+  // Tells the client it may send batches (a client that has not heard this sends messages alone).
+  const headers = new Metadata();
+  headers.set(SESSION_BATCH_HEADER, '1');
+  call.sendMetadata(headers);
 
   /** Once draining, the stream ends when nothing is left to answer: the client moves on. */
   const endIfDrained = () => {
-    if (context.draining() && inFlight === 0 && !call.writableEnded) call.end();
+    if (context.draining() && inFlight === 0 && !call.writableEnded) {
+      outbox.flush();
+      call.end();
+    }
   };
   const answer = (response: SessionResponse) => {
     inFlight -= 1;
-    if (open && !call.writableEnded) call.write(response);
+    outbox.send(response);
     endIfDrained();
   };
   const fail = (id: number, op: string, error: unknown) => {
@@ -110,7 +122,15 @@ export function handleSession(
     });
   };
 
-  call.on('data', (message: SessionRequest__Output) => {
+  const invalid = (id: number, field: string, message: string) => {
+    inFlight += 1;
+    answer({
+      id,
+      error: { code: status.INVALID_ARGUMENT, message, details: { 'tokenlease-field': field } },
+    });
+  };
+
+  const handle = (message: SessionRequest__Output) => {
     const id = message.id;
     switch (message.op) {
       case 'acquire':
@@ -132,21 +152,28 @@ export function handleSession(
         acquiring.get(message.cancel!)?.abort(new Error('the caller gave up'));
         return;
       default:
-        inFlight += 1;
-        answer({
-          id,
-          error: {
-            code: status.INVALID_ARGUMENT,
-            message: 'op: one of acquire, settle, heartbeat or cancel is required',
-            details: { 'tokenlease-field': 'op' },
-          },
-        });
+        invalid(id, 'op', 'op: one of acquire, settle, heartbeat or cancel is required');
+    }
+  };
+
+  call.on('data', (message: SessionRequest__Output) => {
+    if (message.batch.length === 0) {
+      handle(message);
+      return;
+    }
+    // The client batches, so it reads batches: answer in kind.
+    outbox.batching = true;
+    if (message.op) invalid(message.id, 'batch', 'batch: a message with a batch carries no op of its own');
+    for (const item of message.batch) {
+      if (item.batch.length > 0) invalid(item.id, 'batch', 'batch: a batched message cannot carry a batch');
+      else handle(item);
     }
   });
   context.sessions.add(endIfDrained);
   const close = () => {
     if (!open) return;
     open = false;
+    outbox.clear();
     context.sessions.delete(endIfDrained);
     for (const controller of acquiring.values()) controller.abort(new Error('the session closed'));
   };

@@ -71,6 +71,9 @@ export interface QuotaServiceClient extends grpc.Client {
    * same semantics and errors as the unary calls but without an HTTP/2 stream per call (several
    * times cheaper per lease). Each message has its own id, echoed in its answer; answers may come
    * in any order. Closing the stream gives up every Acquire still waiting on it.
+   * A message may instead carry several messages in `batch` (each with its own id): a client
+   * sends what it has queued at once, and a server that has received a batch answers in batches
+   * too. One message per operation costs more than the operation itself in gRPC and HTTP/2.
    */
   Session(metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientDuplexStream<_tokenlease_v1_SessionRequest, _tokenlease_v1_SessionResponse__Output>;
   Session(options?: grpc.CallOptions): grpc.ClientDuplexStream<_tokenlease_v1_SessionRequest, _tokenlease_v1_SessionResponse__Output>;
@@ -79,6 +82,9 @@ export interface QuotaServiceClient extends grpc.Client {
    * same semantics and errors as the unary calls but without an HTTP/2 stream per call (several
    * times cheaper per lease). Each message has its own id, echoed in its answer; answers may come
    * in any order. Closing the stream gives up every Acquire still waiting on it.
+   * A message may instead carry several messages in `batch` (each with its own id): a client
+   * sends what it has queued at once, and a server that has received a batch answers in batches
+   * too. One message per operation costs more than the operation itself in gRPC and HTTP/2.
    */
   session(metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientDuplexStream<_tokenlease_v1_SessionRequest, _tokenlease_v1_SessionResponse__Output>;
   session(options?: grpc.CallOptions): grpc.ClientDuplexStream<_tokenlease_v1_SessionRequest, _tokenlease_v1_SessionResponse__Output>;
@@ -124,6 +130,9 @@ export interface QuotaServiceHandlers extends grpc.UntypedServiceImplementation 
    * same semantics and errors as the unary calls but without an HTTP/2 stream per call (several
    * times cheaper per lease). Each message has its own id, echoed in its answer; answers may come
    * in any order. Closing the stream gives up every Acquire still waiting on it.
+   * A message may instead carry several messages in `batch` (each with its own id): a client
+   * sends what it has queued at once, and a server that has received a batch answers in batches
+   * too. One message per operation costs more than the operation itself in gRPC and HTTP/2.
    */
   Session: grpc.handleBidiStreamingCall<_tokenlease_v1_SessionRequest__Output, _tokenlease_v1_SessionResponse>;
   

@@ -4,6 +4,7 @@
 import type { AcquireRequest as _tokenlease_v1_AcquireRequest, AcquireRequest__Output as _tokenlease_v1_AcquireRequest__Output } from '../../tokenlease/v1/AcquireRequest.ts';
 import type { SettleRequest as _tokenlease_v1_SettleRequest, SettleRequest__Output as _tokenlease_v1_SettleRequest__Output } from '../../tokenlease/v1/SettleRequest.ts';
 import type { HeartbeatRequest as _tokenlease_v1_HeartbeatRequest, HeartbeatRequest__Output as _tokenlease_v1_HeartbeatRequest__Output } from '../../tokenlease/v1/HeartbeatRequest.ts';
+import type { SessionRequest as _tokenlease_v1_SessionRequest, SessionRequest__Output as _tokenlease_v1_SessionRequest__Output } from '../../tokenlease/v1/SessionRequest.ts';
 import type { Long } from '@grpc/proto-loader';
 
 export interface SessionRequest {
@@ -15,6 +16,10 @@ export interface SessionRequest {
    * gives up the Acquire sent with this id
    */
   'cancel'?: (number | string | Long);
+  /**
+   * several messages instead of one (no op, no nesting)
+   */
+  'batch'?: (_tokenlease_v1_SessionRequest)[];
   'op'?: "acquire"|"settle"|"heartbeat"|"cancel";
 }
 
@@ -27,5 +32,9 @@ export interface SessionRequest__Output {
    * gives up the Acquire sent with this id
    */
   'cancel'?: (number);
+  /**
+   * several messages instead of one (no op, no nesting)
+   */
+  'batch': (_tokenlease_v1_SessionRequest__Output)[];
   'op'?: "acquire"|"settle"|"heartbeat"|"cancel";
 }

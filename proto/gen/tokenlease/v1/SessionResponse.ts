@@ -5,6 +5,7 @@ import type { AcquireResponse as _tokenlease_v1_AcquireResponse, AcquireResponse
 import type { SettleResponse as _tokenlease_v1_SettleResponse, SettleResponse__Output as _tokenlease_v1_SettleResponse__Output } from '../../tokenlease/v1/SettleResponse.ts';
 import type { HeartbeatResponse as _tokenlease_v1_HeartbeatResponse, HeartbeatResponse__Output as _tokenlease_v1_HeartbeatResponse__Output } from '../../tokenlease/v1/HeartbeatResponse.ts';
 import type { SessionError as _tokenlease_v1_SessionError, SessionError__Output as _tokenlease_v1_SessionError__Output } from '../../tokenlease/v1/SessionError.ts';
+import type { SessionResponse as _tokenlease_v1_SessionResponse, SessionResponse__Output as _tokenlease_v1_SessionResponse__Output } from '../../tokenlease/v1/SessionResponse.ts';
 import type { Long } from '@grpc/proto-loader';
 
 export interface SessionResponse {
@@ -13,6 +14,10 @@ export interface SessionResponse {
   'settle'?: (_tokenlease_v1_SettleResponse | null);
   'heartbeat'?: (_tokenlease_v1_HeartbeatResponse | null);
   'error'?: (_tokenlease_v1_SessionError | null);
+  /**
+   * several answers instead of one (no result, no nesting)
+   */
+  'batch'?: (_tokenlease_v1_SessionResponse)[];
   'result'?: "acquire"|"settle"|"heartbeat"|"error";
 }
 
@@ -22,5 +27,9 @@ export interface SessionResponse__Output {
   'settle'?: (_tokenlease_v1_SettleResponse__Output | null);
   'heartbeat'?: (_tokenlease_v1_HeartbeatResponse__Output | null);
   'error'?: (_tokenlease_v1_SessionError__Output | null);
+  /**
+   * several answers instead of one (no result, no nesting)
+   */
+  'batch': (_tokenlease_v1_SessionResponse__Output)[];
   'result'?: "acquire"|"settle"|"heartbeat"|"error";
 }
