@@ -14,6 +14,7 @@ import {
 } from '../../../common/errors/errors.ts';
 import type { AcquireInput } from '../../../common/quota-api.ts';
 import type { LeaseEngine } from './lease-engine.ts';
+import { SETTLED_GRACE_MS } from './store.ts';
 
 export interface EngineFactory {
   /** A new engine on a new, empty store. `clock` replaces the store's clock when given. */
@@ -252,6 +253,29 @@ export function describeEngineConformance(name: string, factory: EngineFactory):
           settledAtMs: first.settledAtMs,
         });
         expect((await engine.usage(PROVIDER)).providers[0]!.limits[1]!.used).toBe(30);
+      });
+
+      it('answers a repeated settle for SETTLED_GRACE_MS after the first, and then no longer knows the lease', async () => {
+        const engine = await engineWith(budgetsWith('[{dimension: concurrency, amount: 5}]'));
+        const lease = await engine.acquire(request());
+        const first = await engine.settle({ leaseId: lease.leaseId, usage: ok, outcome: 'ok' });
+        // Other leases settled meanwhile, in later time slices, do not disturb the answer.
+        for (let step = 0; step < 6; step++) {
+          now += 9_000;
+          const other = await engine.acquire(request());
+          await engine.settle({ leaseId: other.leaseId, usage: ok, outcome: 'ok' });
+        }
+        now = first.settledAtMs + SETTLED_GRACE_MS - 1;
+        await expect(
+          engine.settle({ leaseId: lease.leaseId, usage: ok, outcome: 'ok' }),
+        ).resolves.toMatchObject({
+          status: 'alreadySettled',
+          settledAtMs: first.settledAtMs,
+        });
+        now += 1;
+        await expect(
+          engine.settle({ leaseId: lease.leaseId, usage: ok, outcome: 'ok' }),
+        ).rejects.toBeInstanceOf(NotFoundError);
       });
 
       it('frees the slot of a lease never settled once it expires, and still accepts a late settle', async () => {

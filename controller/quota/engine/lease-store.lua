@@ -27,7 +27,10 @@ local PACE_FREE_SHARE, PACE_BURST_SHARE, PACE_MAX_WINDOW_MS, PACE_TTL_MS = 0.25,
 -- Main hash, concurrency slots, records, expiry order, forget order, adapted limits, pacing,
 -- settled answers and their forget order.
 local KM, KC, KR, KX, KG, KE = KEYS[1], P .. ':c', P .. ':r', P .. ':x', P .. ':g', P .. ':e'
-local KP, KS, KGS = P .. ':pc', P .. ':s', P .. ':gs'
+local KP = P .. ':pc'
+-- Settled answers, by the time slice they were settled in (see save_settled); the forget sweeps
+-- run at most once per SWEEP_MS.
+local SLICE_MS, SWEEP_MS = 5000, 1000
 -- Limit definitions by id (see `attach`), kept a week after their last first use.
 local KD, DEF_TTL_MS = P .. ':d', 7 * 86400000
 local INF = 1e300
@@ -166,8 +169,7 @@ local function zflush(key)
 end
 
 -- Lease records, decoded once per script: id -> record (false: known absent); `recdirty` holds
--- the ids to write back (or delete, when false). Settled answers live in KS, apart, so that
--- forgetting them needs no decoding.
+-- the ids to write back (or delete, when false). Settled answers live apart (see save_settled).
 local records, recdirty, rawrecords = {}, {}, {}
 local settled, settleddirty = {}, {}
 
@@ -191,7 +193,10 @@ end
 -- Stores the definitions a call's requests name (id -> JSON) unless already known.
 local function register_definitions(raw)
   if raw == nil or raw == '' then return end
-  for id, json in pairs(cjson.decode(raw)) do
+  local named, ids = cjson.decode(raw), {}
+  for id in pairs(named) do ids[#ids + 1] = id end
+  hprime(KD, ids)
+  for id, json in pairs(named) do
     if definitions[id] == nil then
       if hget(KD, id) == nil then
         hset(KD, id, json)
@@ -307,11 +312,32 @@ local function prime_records(ids)
   for i, id in ipairs(missing) do rawrecords[id] = values[i] end
 end
 
+-- Settled answers are kept SETTLED_GRACE for repeated settles, in one hash per SLICE_MS of
+-- settle time: a whole slice is forgotten with one UNLINK (freed off the main thread) once all
+-- of it is past its grace, with nothing to sort, sweep or decode per lease.
+local slice_names = {}
+local function slice_key(slice)
+  local name = slice_names[slice]
+  if not name then
+    name = P .. ':s:' .. tostring(slice)
+    slice_names[slice] = name
+  end
+  return name
+end
+local function oldest_kept_slice() return math.floor((now - SETTLED_GRACE) / SLICE_MS) end
+
 local function load_settled(id)
   local s = settled[id]
   if s == nil then
-    local raw = redis.call('HGET', KS, id)
-    if raw then s = decode_settled(raw) else s = false end
+    s = false
+    for slice = math.floor(now / SLICE_MS), oldest_kept_slice(), -1 do
+      local raw = redis.call('HGET', slice_key(slice), id)
+      if raw then
+        local answer = decode_settled(raw)
+        if now < answer.sa + SETTLED_GRACE then s = answer end
+        break
+      end
+    end
     settled[id] = s
   end
   if s == false then return nil end
@@ -346,10 +372,6 @@ local function save_settled(id, answer)
   drop(id)
   settled[id] = answer
   settleddirty[id] = true
-  zadd(KGS, now + SETTLED_GRACE, id)
-  -- Once settles stop, every answer left is past its grace when these expire.
-  pexpire(KS, 2 * SETTLED_GRACE)
-  pexpire(KGS, 2 * SETTLED_GRACE)
 end
 
 local function flush_records()
@@ -370,7 +392,12 @@ local function flush_records()
     answers[#answers + 1] = id
     answers[#answers + 1] = encode_settled(settled[id])
   end
-  call_chunked('HSET', KS, answers)
+  if #answers > 0 then
+    local key = slice_key(math.floor(now / SLICE_MS))
+    call_chunked('HSET', key, answers)
+    -- The sweep unlinks it in time; this only catches a slice left when calls stop.
+    redis.call('PEXPIRE', key, SETTLED_GRACE + 3 * SLICE_MS)
+  end
   recdirty, settleddirty = {}, {}
 end
 
@@ -435,11 +462,11 @@ local function window(plan)
 end
 local function set_window(plan, total, floor) window_totals[plan.key], window_floors[plan.key] = total, floor end
 
-local TOTAL_AND_FLOOR = { 't', 'f' }
 roll = function(plan)
   local k = wkey(plan)
   local start = math.floor((now - plan.windowMs - plan.marginMs) / plan.bucketMs)
-  hprime(k, TOTAL_AND_FLOOR)
+  -- With the bucket a grant charges now: one HMGET per window per call.
+  hprime(k, { 't', 'f', bucket_name(math.floor(now / plan.bucketMs)) })
   local floor = hnum(k, 'f')
   if floor == nil then return 0, start end
   local total = hnum(k, 't') or 0
@@ -478,10 +505,13 @@ local function charge_now(plan, add)
   local total, floor = window(plan)
   local k = wkey(plan)
   local bucket = math.floor(now / plan.bucketMs)
-  hincr(k, bucket_name(bucket), add)
+  local field = bucket_name(bucket)
+  local before = hnum(k, field)
+  hset(k, field, (before or 0) + add)
   hset(k, 't', total + add)
   hset(k, 'f', floor)
-  pexpire(k, plan.windowMs + plan.marginMs + 2 * plan.bucketMs)
+  -- Set when a bucket opens, the expiry outlasts every bucket charged until the next one opens.
+  if before == nil then pexpire(k, plan.windowMs + plan.marginMs + 2 * plan.bucketMs) end
   set_window(plan, total + add, floor)
   return bucket, total
 end
@@ -559,8 +589,19 @@ end
 -- Can the request be granted now? If not, when could it be by time alone? (`pace`: a request that
 -- can wait is paced; one that cannot takes what the windows hold.) Notes the paced window limits
 -- that hold it back (they are contended from then on).
+local paced_primed = {}
 local function fit(req, pace)
   local result = { fits = true, at = now, conc = false, limit = '' }
+  -- What pacing reads of each paced limit, in one HMGET the first time a call meets it.
+  local pacing_fields = {}
+  for _, plan in ipairs(req.limits) do
+    if paced_limit(plan) and not paced_primed[plan.key] then
+      paced_primed[plan.key] = true
+      pacing_fields[#pacing_fields + 1] = plan.key
+      pacing_fields[#pacing_fields + 1] = plan.key .. '|h'
+    end
+  end
+  if #pacing_fields > 0 then hprime(KP, pacing_fields) end
   for _, plan in ipairs(req.limits) do
     local limit = amount(plan)
     if plan.windowMs == 0 then
@@ -769,6 +810,9 @@ local function collect()
       zrem(KX, id)
     end
   end
+  -- Forgetting is not urgent: once per SWEEP_MS.
+  if now < (hnum(KM, 'gc') or 0) then return end
+  hset(KM, 'gc', now + SWEEP_MS)
   local forget = redis.call('ZRANGEBYSCORE', KG, '-inf', now, 'LIMIT', 0, GC_BATCH)
   for _, id in ipairs(forget) do
     zrem(KG, id)
@@ -778,12 +822,10 @@ local function collect()
       drop(id)
     end
   end
-  -- Settled answers: nothing to decode, one HDEL for the lot.
-  local answers = redis.call('ZRANGEBYSCORE', KGS, '-inf', now, 'LIMIT', 0, GC_BATCH)
-  if #answers > 0 then
-    call_chunked('HDEL', KS, answers)
-    call_chunked('ZREM', KGS, answers)
-  end
+  local oldest = oldest_kept_slice()
+  local swept = hnum(KM, 'us') or (oldest - 1)
+  for slice = math.max(swept + 1, oldest - 64), oldest - 1 do redis.call('UNLINK', slice_key(slice)) end
+  hset(KM, 'us', oldest - 1)
 end
 
 -- The next waiter in grant order: first tier first, fairest budget, then priority with aging.
@@ -1165,6 +1207,19 @@ for _, item in ipairs(calls) do
   if item[1] == 'settle' or item[1] == 'heartbeat' then settling[#settling + 1] = item[2] end
 end
 prime_records(settling)
+-- The main hash's fields most calls read, in one HMGET (acquiring budgets' own fields too).
+local main_fields = { 'nw', 'vt', 'cu', 'cr', 'lb1', 'lt1', 'lb2', 'lt2', 'gc', 'us' }
+local primed_budgets = {}
+for _, item in ipairs(calls) do
+  local req = item[1] == 'acquire' and item[2]
+  if type(req) == 'table' and type(req.budget) == 'string' and not primed_budgets[req.budget] then
+    primed_budgets[req.budget] = true
+    main_fields[#main_fields + 1] = 'f:' .. req.budget
+    main_fields[#main_fields + 1] = 'bi:' .. req.budget
+    main_fields[#main_fields + 1] = 'g:' .. req.budget
+  end
+end
+hprime(KM, main_fields)
 
 collect()
 local results = {}
