@@ -239,7 +239,10 @@ export async function forwardCall(
             });
           }
           if (!response.destroyed) {
-            response.writeHead(upstream.statusCode, clientResponseHeaders(upstream.headers, true));
+            response.writeHead(
+              upstream.statusCode,
+              clientResponseHeaders(upstream.headers, true, target.providerId),
+            );
             response.end(body);
           }
           return { outcome: verdict.outcome, status: upstream.statusCode };
@@ -283,7 +286,7 @@ async function streamBack(
   const tap = new ResponseTap(route.operation, sse, call.stripUsageChunk);
   response.writeHead(
     upstream.statusCode,
-    clientResponseHeaders(upstream.headers, sse && call.stripUsageChunk),
+    clientResponseHeaders(upstream.headers, sse && call.stripUsageChunk, input.target.providerId),
   );
   if (sse) response.flushHeaders();
   input.recorder?.head(upstream.statusCode, upstream.headers);

@@ -70,13 +70,20 @@ const DROP_RESPONSE = new Set([
   'trailer',
 ]);
 
+/** Names the provider that served the call, on every answer that came from one. */
+export const PROVIDER_HEADER = 'x-tokenlease-provider';
+
+// The copies below run twice per call: `for...in` over the header objects (plain objects from
+// Node and undici) instead of Object.entries, which allocates an array per header.
+
 /** The headers sent upstream: the app's, less hop-by-hop, credentials and sidecar controls, plus the key. */
 export function upstreamRequestHeaders(
   incoming: IncomingHttpHeaders,
   auth: [string, string] | undefined,
 ): Record<string, string | string[]> {
   const headers: Record<string, string | string[]> = {};
-  for (const [name, value] of Object.entries(incoming)) {
+  for (const name in incoming) {
+    const value = incoming[name];
     if (value === undefined || DROP_REQUEST.has(name) || name.startsWith('x-tokenlease-')) continue;
     headers[name] = value;
   }
@@ -86,16 +93,23 @@ export function upstreamRequestHeaders(
   return headers;
 }
 
-/** The headers passed back to the app; `content-length` goes when the body is changed on the way. */
+/**
+ * The headers passed back to the app, naming the provider that answered; `content-length` goes
+ * when the body is changed on the way. Given whole to writeHead, they take Node's fast path (no
+ * setHeader before it, which would make writeHead set each of them one by one).
+ */
 export function clientResponseHeaders(
   upstream: Record<string, string | string[] | undefined>,
   bodyChanged: boolean,
+  provider: string,
 ): OutgoingHttpHeaders {
   const headers: OutgoingHttpHeaders = {};
-  for (const [name, value] of Object.entries(upstream)) {
+  for (const name in upstream) {
+    const value = upstream[name];
     if (value === undefined || DROP_RESPONSE.has(name)) continue;
     if (bodyChanged && name === 'content-length') continue;
     headers[name] = value;
   }
+  headers[PROVIDER_HEADER] = provider;
   return headers;
 }

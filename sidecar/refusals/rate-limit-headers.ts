@@ -43,17 +43,39 @@ function put(into: RateLimitHeaders, dimension: RateLimitDimension, window: Rate
   if (any) into[dimension] = defined;
 }
 
+/**
+ * Header names per dimension, spelled out once: read on every response, and a name built per call
+ * (a template string) is a fresh string each time, which the header object must hash to look up.
+ */
+function names(prefix: string, suffix: string) {
+  return {
+    limit: `${prefix}limit${suffix}`,
+    remaining: `${prefix}remaining${suffix}`,
+    reset: `${prefix}reset${suffix}`,
+  };
+}
+const OPENAI_NAMES = [
+  ['requests', names('x-ratelimit-', '-requests')],
+  ['tokens', names('x-ratelimit-', '-tokens')],
+] as const;
+const ANTHROPIC_NAMES = [
+  ['requests', names('anthropic-ratelimit-requests-', '')],
+  ['tokens', names('anthropic-ratelimit-tokens-', '')],
+  ['inputTokens', names('anthropic-ratelimit-input-tokens-', '')],
+  ['outputTokens', names('anthropic-ratelimit-output-tokens-', '')],
+] as const;
+
 /** OpenAI and Azure: `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`, resets as Go durations. */
 function openai(headers: HeaderMap, nowMs: number, azure: boolean): RateLimitHeaders {
   const out: RateLimitHeaders = {};
-  for (const dimension of ['requests', 'tokens'] as const) {
-    const limit = count(header(headers, `x-ratelimit-limit-${dimension}`));
-    let remaining = count(header(headers, `x-ratelimit-remaining-${dimension}`));
+  for (const [dimension, name] of OPENAI_NAMES) {
+    const limit = count(header(headers, name.limit));
+    let remaining = count(header(headers, name.remaining));
     // Azure sends -1 (and 0 without a limit) as "unknown", not as "exhausted".
     if (remaining !== undefined && (remaining < 0 || (azure && remaining === 0 && limit === undefined))) {
       remaining = undefined;
     }
-    const reset = header(headers, `x-ratelimit-reset-${dimension}`);
+    const reset = header(headers, name.reset);
     const resetMs = reset === undefined ? undefined : parseDuration(reset);
     put(out, dimension, { limit, remaining, resetAtMs: resetMs === undefined ? undefined : nowMs + resetMs });
   }
@@ -63,18 +85,12 @@ function openai(headers: HeaderMap, nowMs: number, azure: boolean): RateLimitHea
 /** Anthropic: `anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-*`, RFC 3339 resets. */
 function anthropic(headers: HeaderMap): RateLimitHeaders {
   const out: RateLimitHeaders = {};
-  const names: Array<[RateLimitDimension, string]> = [
-    ['requests', 'requests'],
-    ['tokens', 'tokens'],
-    ['inputTokens', 'input-tokens'],
-    ['outputTokens', 'output-tokens'],
-  ];
-  for (const [dimension, name] of names) {
-    const reset = header(headers, `anthropic-ratelimit-${name}-reset`);
+  for (const [dimension, name] of ANTHROPIC_NAMES) {
+    const reset = header(headers, name.reset);
     const resetAtMs = reset === undefined ? undefined : Date.parse(reset);
     put(out, dimension, {
-      limit: count(header(headers, `anthropic-ratelimit-${name}-limit`)),
-      remaining: count(header(headers, `anthropic-ratelimit-${name}-remaining`)),
+      limit: count(header(headers, name.limit)),
+      remaining: count(header(headers, name.remaining)),
       resetAtMs: resetAtMs === undefined || Number.isNaN(resetAtMs) ? undefined : resetAtMs,
     });
   }

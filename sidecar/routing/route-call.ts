@@ -18,8 +18,6 @@ import type { RouteStep } from './fallback-route.ts';
 import type { FallbackReason } from './routing-metrics.ts';
 import type { Routing } from './routing.ts';
 
-export const PROVIDER_HEADER = 'x-tokenlease-provider';
-
 export interface RouteContext extends ForwardContext {
   routing: Routing;
 }
@@ -54,8 +52,7 @@ function callFor(input: CallInput, model: string): CallRequest {
 /** The provider's refusal, passed on as it came. */
 function answerWith(refusal: UpstreamRefusalError, response: ServerResponse): CallResult {
   if (!response.destroyed && !response.headersSent) {
-    response.setHeader(PROVIDER_HEADER, refusal.provider);
-    response.writeHead(refusal.status, clientResponseHeaders(refusal.headers, true));
+    response.writeHead(refusal.status, clientResponseHeaders(refusal.headers, true, refusal.provider));
     response.end(refusal.body);
   }
   return { outcome: refusal.outcome, status: refusal.status, provider: refusal.provider };
@@ -99,7 +96,6 @@ export async function routeCall(
       // A later step's own overhead is what the added-latency metric sees, not the steps before.
       const arrivedAt = index === 0 ? input.arrivedAt : performance.now();
       const call = callFor(input, step.model);
-      response.setHeader(PROVIDER_HEADER, provider);
       const result = await forwardCall(
         context,
         {
@@ -115,10 +111,7 @@ export async function routeCall(
       return { ...result, provider };
     } catch (error) {
       const reason = reasonOf(error);
-      if (reason === undefined || response.headersSent || input.signal.aborted) {
-        if (!response.headersSent) response.removeHeader(PROVIDER_HEADER);
-        throw error;
-      }
+      if (reason === undefined || response.headersSent || input.signal.aborted) throw error;
       failures.push(error);
       leaving = { from: provider, reason };
     } finally {
@@ -127,7 +120,6 @@ export async function routeCall(
     }
   }
   leave('none');
-  if (!response.headersSent) response.removeHeader(PROVIDER_HEADER);
   return giveUp(failures, skipped, reopenAtMs, response);
 }
 
