@@ -54,7 +54,7 @@ describe('quota-server config', () => {
         'b.yaml',
         '--redis-cluster',
         'redis-0.redis:6379,10.0.0.2:7001',
-        '--redis-auto-pipelining=false',
+        '--redis-auto-pipelining=true',
       ],
       {},
     );
@@ -63,7 +63,7 @@ describe('quota-server config', () => {
         { host: 'redis-0.redis', port: 6379 },
         { host: '10.0.0.2', port: 7001 },
       ],
-      redisAutoPipelining: false,
+      redisAutoPipelining: true,
     });
     expect(() => loadConfig(['--budgets', 'b.yaml', '--redis-cluster', 'nope'], {})).toThrow(
       '--redis-cluster: must be a comma-separated list of host:port seed nodes',

@@ -99,11 +99,11 @@ const OPTIONS = {
   },
   'redis-auto-pipelining': {
     env: 'TOKENLEASE_REDIS_AUTO_PIPELINING',
-    default: 'true',
+    default: 'false',
     schema: z
       .enum(['true', 'false'], { error: 'must be true or false' })
       .transform((value) => value === 'true'),
-    help: 'batch concurrent Redis calls into pipelines (measured faster by bench:quota)',
+    help: 'ioredis auto-pipelining (bench:quota measures it slower: the store batches its own calls)',
   },
   identity: {
     env: 'TOKENLEASE_IDENTITY',
