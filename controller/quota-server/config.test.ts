@@ -24,7 +24,7 @@ describe('quota-server config', () => {
       redisUrl: 'redis://127.0.0.1:6379',
       redisKeyPrefix: undefined,
       redisCluster: undefined,
-      redisAutoPipelining: true,
+      redisAutoPipelining: false,
       identity: 'none',
       identityAudience: 'tokenlease',
       kubeconfig: undefined,
