@@ -17,6 +17,34 @@ describe('cache key', () => {
     expect(canonicalJson(JSON.parse('{ "x" : 1.0 , "y": "a\\u00e9" }'))).toBe('{"x":1,"y":"aé"}');
   });
 
+  it('canonical JSON is JSON.stringify of the value with its keys sorted, for any JSON value', () => {
+    const sorted = (value: unknown): unknown => {
+      if (Array.isArray(value)) return value.map(sorted);
+      if (value === null || typeof value !== 'object') return value;
+      const out: Record<string, unknown> = {};
+      for (const name of Object.keys(value).sort())
+        out[name] = sorted((value as Record<string, unknown>)[name]);
+      return out;
+    };
+    // A fixed pseudo-random walk over nested objects, arrays, strings (escapes, non-ASCII) and numbers.
+    let seed = 7;
+    const next = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    const leaf = () => [null, true, false, 0, -1.5, 1e21, 'a', 'é"\\\n\u2028', ''][Math.floor(next() * 9)];
+    const random = (depth: number): unknown => {
+      const pick = next();
+      if (depth > 3 || pick < 0.4) return leaf();
+      if (pick < 0.7) return Array.from({ length: Math.floor(next() * 4) }, () => random(depth + 1));
+      const object: Record<string, unknown> = {};
+      for (let i = Math.floor(next() * 5); i > 0; i--)
+        object[`k${Math.floor(next() * 20)}`] = random(depth + 1);
+      return object;
+    };
+    for (let i = 0; i < 500; i++) {
+      const value = random(0);
+      expect(canonicalJson(value)).toBe(JSON.stringify(sorted(value)));
+    }
+  });
+
   it('ignores key order, whitespace and fields that do not change the answer', () => {
     const same = cacheKeyOf({
       ...base,

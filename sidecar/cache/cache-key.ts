@@ -33,15 +33,32 @@ export type AnswerForm = 'json' | 'sse' | 'sse+usage';
 
 /** JSON with object keys sorted at every level and no whitespace. */
 export function canonicalJson(value: unknown): string {
-  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  const object = value as Record<string, unknown>;
-  const parts: string[] = [];
-  for (const name of Object.keys(object).sort()) {
-    if (object[name] === undefined) continue;
-    parts.push(`${JSON.stringify(name)}:${canonicalJson(object[name])}`);
+  return appendCanonical('', value, undefined);
+}
+
+/**
+ * Appends the canonical JSON of `value` to `out`, leaving out the top-level fields in `skip`. One
+ * growing string rather than an array and a join per level: this runs for every cacheable call,
+ * hits included.
+ */
+function appendCanonical(out: string, value: unknown, skip: ReadonlySet<string> | undefined): string {
+  if (value === null || typeof value !== 'object') return out + (JSON.stringify(value) ?? 'null');
+  if (Array.isArray(value)) {
+    out += '[';
+    for (let i = 0; i < value.length; i++)
+      out = appendCanonical(i === 0 ? out : `${out},`, value[i], undefined);
+    return `${out}]`;
   }
-  return `{${parts.join(',')}}`;
+  const object = value as Record<string, unknown>;
+  const names = Object.keys(object).sort();
+  let separator = '{';
+  for (const name of names) {
+    const item = object[name];
+    if (item === undefined || skip?.has(name)) continue;
+    out = appendCanonical(`${out}${separator}${JSON.stringify(name)}:`, item, undefined);
+    separator = ',';
+  }
+  return separator === '{' ? `${out}{}` : `${out}}`;
 }
 
 export function answerForm(operation: Operation, body: Record<string, unknown>, stream: boolean): AnswerForm {
@@ -65,13 +82,8 @@ export interface KeyInput {
 }
 
 export function cacheKeyOf(input: KeyInput): CacheKey {
-  const content: Record<string, unknown> = {};
-  for (const [name, value] of Object.entries(input.body)) {
-    if (!IGNORED_FIELDS.has(name)) content[name] = value;
-  }
   const id = createHash('sha256')
-    .update(`${input.operation}\n${input.form}\n`)
-    .update(canonicalJson(content))
+    .update(appendCanonical(`${input.operation}\n${input.form}\n`, input.body, IGNORED_FIELDS))
     .digest('hex');
   return { scope: `${input.scope}@${input.providerId}`, id };
 }

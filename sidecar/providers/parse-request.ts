@@ -21,8 +21,8 @@ export interface CallRequest {
   stream: boolean;
   /** The body's own output bound (`max_tokens`, `max_completion_tokens`, `max_output_tokens`), times `n`. */
   maxOutputTokens: number | undefined;
-  /** Estimated prompt tokens. */
-  inputTokens: number;
+  /** Estimated prompt tokens, counted when first read: a call answered from the cache never is. */
+  readonly inputTokens: number;
   /** The bytes to send upstream: the client's own unless include_usage had to be added. */
   body: Buffer;
   /** We added `stream_options.include_usage`: remove the extra usage chunk from the stream. */
@@ -101,8 +101,6 @@ export function parseCallRequest(operation: Operation, json: unknown, raw: Buffe
       maxOutputTokens = optionalCount(json, 'max_tokens');
       break;
   }
-  const inputTokens = countPromptTokens(json, REQUEST_API[operation]);
-
   // OpenAI sends stream usage only when asked; ask for our own accounting, and hide it again.
   if (stream && (operation === 'chat' || operation === 'completions')) {
     const options = json.stream_options;
@@ -115,5 +113,16 @@ export function parseCallRequest(operation: Operation, json: unknown, raw: Buffe
     }
   }
 
-  return { model, stream, maxOutputTokens, inputTokens, body, stripUsageChunk };
+  const api = REQUEST_API[operation];
+  let inputTokens: number | undefined;
+  return {
+    model,
+    stream,
+    maxOutputTokens,
+    get inputTokens() {
+      return (inputTokens ??= countPromptTokens(json, api));
+    },
+    body,
+    stripUsageChunk,
+  };
 }
