@@ -8,31 +8,25 @@
 --           for `batch`, the operations and the definitions their requests name (JSON)
 -- Replies are JSON, leaving out what the caller already knows: cjson spends ~0.7 us formatting
 -- each number. Records are packed with `struct` (see encode_record).
+--
+-- Loaded as a Redis function library where Redis has functions (redis-store.ts prepends the
+-- library header and FUNCTION_NAME), else run as a script. As a library, everything above
+-- `main` is set up once at load, not on every call: as a script, creating its ~100 closures
+-- costs more than a small operation. State of one call lives in the locals `begin` resets.
 
-local op, P = ARGV[1], ARGV[2]
-local now
-if ARGV[3] ~= '' then
-  now = tonumber(ARGV[3])
-else
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-local GRACE, GC_BATCH, PUMP_BATCH, SETTLED_GRACE = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]),
-  tonumber(ARGV[7])
+-- Set by `begin` for each call.
+local op, P, now, GRACE, GC_BATCH, PUMP_BATCH, SETTLED_GRACE
+local KM, KC, KR, KX, KG, KE, KP, KD
 local A = 8
 local UNSCHEDULED_RETRY_MS = 250
 local DEFAULT_CLOSE_MS, MAX_CLOSE_MS = 60000, 7 * 86400000
 local RATE_BACKOFF, TOKEN_HEADER_TOLERANCE = 0.97, 1000
 local PACE_FREE_SHARE, PACE_BURST_SHARE, PACE_MAX_WINDOW_MS, PACE_TTL_MS = 0.25, 0.02, 60000, 150000
--- Main hash, concurrency slots, records, expiry order, forget order, adapted limits, pacing,
--- settled answers and their forget order.
-local KM, KC, KR, KX, KG, KE = KEYS[1], P .. ':c', P .. ':r', P .. ':x', P .. ':g', P .. ':e'
-local KP = P .. ':pc'
 -- Settled answers, by the time slice they were settled in (see save_settled); the forget sweeps
 -- run at most once per SWEEP_MS.
 local SLICE_MS, SWEEP_MS = 5000, 1000
 -- Limit definitions by id (see `attach`), kept a week after their last first use.
-local KD, DEF_TTL_MS = P .. ':d', 7 * 86400000
+local DEF_TTL_MS = 7 * 86400000
 local INF = 1e300
 
 -- Write-back cache --------------------------------------------------------------------------
@@ -42,9 +36,9 @@ local INF = 1e300
 -- not one per counter per operation. Anything that reads a whole hash or sorted set flushes
 -- that key first.
 
-local hcache = {}  -- key -> field -> value (false: known absent)
-local hdirty = {}  -- key -> field -> true
-local expiries = {} -- key -> PEXPIRE ms, applied at flush
+local hcache -- key -> field -> value (false: known absent)
+local hdirty -- key -> field -> true
+local expiries -- key -> PEXPIRE ms, applied at flush
 
 local function fields_of(key)
   local h = hcache[key]
@@ -140,7 +134,7 @@ local function hforget(key)
 end
 
 -- Sorted-set changes are kept per key until flushed: member -> score (false: remove).
-local zpending = {}
+local zpending
 local function zset(key, member, score)
   local z = zpending[key]
   if not z then
@@ -170,24 +164,35 @@ end
 
 -- Lease records, decoded once per script: id -> record (false: known absent); `recdirty` holds
 -- the ids to write back (or delete, when false). Settled answers live apart (see save_settled).
-local records, recdirty, rawrecords = {}, {}, {}
-local settled, settleddirty = {}, {}
+local records, recdirty, rawrecords
+local settled, settleddirty
 
 -- Limit definitions ----------------------------------------------------------------------------
 -- A request names each of its limits by definition id (redis-store.ts derives it from everything
 -- but `need`) and says what it takes of it: {d = id, need = n}. Definitions are kept in KD, so a
 -- record carries [id, need] per limit rather than the whole limit, which keeps the JSON decoded
 -- and encoded per lease small. A limit reads its definition's fields through a metatable.
-local definitions = {} -- id -> metatable (false: unknown)
+-- Decoded definitions, id -> metatable, kept across calls as a library (an id names its content).
+local definitions = {}
+local definition_count = 0
+local registered -- this call: ids known to be in KD
+
+local function remember_definition(id, json)
+  if definition_count >= 1000 then
+    definitions, definition_count = {}, 0
+  end
+  local meta = { __index = cjson.decode(json) }
+  definitions[id] = meta
+  definition_count = definition_count + 1
+  return meta
+end
 
 local function definition(id)
   local meta = definitions[id]
-  if meta == nil then
-    local raw = hget(KD, id)
-    if raw then meta = { __index = cjson.decode(raw) } else meta = false end
-    definitions[id] = meta
-  end
-  return meta
+  if meta then return meta end
+  local raw = hget(KD, id)
+  if raw then return remember_definition(id, raw) end
+  return false
 end
 
 -- Stores the definitions a call's requests name (id -> JSON) unless already known.
@@ -197,12 +202,13 @@ local function register_definitions(raw)
   for id in pairs(named) do ids[#ids + 1] = id end
   hprime(KD, ids)
   for id, json in pairs(named) do
-    if definitions[id] == nil then
+    if not registered[id] then
+      registered[id] = true
       if hget(KD, id) == nil then
         hset(KD, id, json)
         pexpire(KD, DEF_TTL_MS)
       end
-      definitions[id] = { __index = cjson.decode(json) }
+      if not definitions[id] then remember_definition(id, json) end
     end
   end
 end
@@ -315,7 +321,7 @@ end
 -- Settled answers are kept SETTLED_GRACE for repeated settles, in one hash per SLICE_MS of
 -- settle time: a whole slice is forgotten with one UNLINK (freed off the main thread) once all
 -- of it is past its grace, with nothing to sort, sweep or decode per lease.
-local slice_names = {}
+local slice_names
 local function slice_key(slice)
   local name = slice_names[slice]
   if not name then
@@ -414,7 +420,7 @@ local function count(field, delta) hincr(KM, field, delta) end
 
 -- Bucket indexes as hash fields. tostring of a number costs ~1.6 us here (more than most of an
 -- operation's table work), and a batch uses the same one or two buckets throughout.
-local bucket_names = {}
+local bucket_names
 local function bucket_name(index)
   local name = bucket_names[index]
   if not name then
@@ -450,7 +456,7 @@ local roll
 
 -- Rolls the window forward to now; returns its total and floor (first counted bucket). The clock
 -- does not move within a call, so a window is rolled once and then read from `windows`.
-local window_totals, window_floors = {}, {}
+local window_totals, window_floors
 local function window(plan)
   local key = plan.key
   local total = window_totals[key]
@@ -589,7 +595,7 @@ end
 -- Can the request be granted now? If not, when could it be by time alone? (`pace`: a request that
 -- can wait is paced; one that cannot takes what the windows hold.) Notes the paced window limits
 -- that hold it back (they are contended from then on).
-local paced_primed = {}
+local paced_primed
 local function fit(req, pace)
   local result = { fits = true, at = now, conc = false, limit = '' }
   -- What pacing reads of each paced limit, in one HMGET the first time a call meets it.
@@ -656,7 +662,7 @@ end
 -- the queue, so written straight through.)
 -- (Tiers are named by string: concatenating a number formats it, slowly.)
 local TIERS = { [0] = '0', [1] = '1' }
-local QT = { [0] = P .. ':qt:0', [1] = P .. ':qt:1' }
+local QT = {}
 local function qp(tier, budget) return P .. ':qp:' .. TIERS[tier] .. ':' .. budget end
 local function qa(tier, budget) return P .. ':qa:' .. TIERS[tier] .. ':' .. budget end
 local function qt(tier) return QT[tier] end
@@ -1029,7 +1035,7 @@ end
 
 -- Operations: each takes its arguments (ARGV from position A on, or one entry of a batch) and
 -- returns its reply; grants it made for waiters are added to `granted`.
-local granted = {}
+local granted
 local ops = {}
 
 ops.acquire = function(a)
@@ -1192,43 +1198,76 @@ ops.cancel = function(a) return claim_or_cancel('cancel', a) end
 
 -- A batch runs several operations, in order, at one Redis time, as the same calls one after
 -- another would: ARGV[A] is a JSON array of [operation, arguments...].
-local calls
-if op == 'batch' then
-  calls = cjson.decode(ARGV[A])
-  register_definitions(ARGV[A + 1])
-else
-  calls = { { op, unpack(ARGV, A) } }
-  if op == 'acquire' then register_definitions(ARGV[A + 1]) end
-end
--- Nothing runs unless every operation is known (a batch is all or nothing).
-local settling = {}
-for _, item in ipairs(calls) do
-  if not ops[item[1]] then return redis.error_reply('tokenlease: unknown operation ' .. tostring(item[1])) end
-  if item[1] == 'settle' or item[1] == 'heartbeat' then settling[#settling + 1] = item[2] end
-end
-prime_records(settling)
--- The main hash's fields most calls read, in one HMGET (acquiring budgets' own fields too).
-local main_fields = { 'nw', 'vt', 'cu', 'cr', 'lb1', 'lt1', 'lb2', 'lt2', 'gc', 'us' }
-local primed_budgets = {}
-for _, item in ipairs(calls) do
-  local req = item[1] == 'acquire' and item[2]
-  if type(req) == 'table' and type(req.budget) == 'string' and not primed_budgets[req.budget] then
-    primed_budgets[req.budget] = true
-    main_fields[#main_fields + 1] = 'f:' .. req.budget
-    main_fields[#main_fields + 1] = 'bi:' .. req.budget
-    main_fields[#main_fields + 1] = 'g:' .. req.budget
+-- Resets the state of one call and reads its arguments.
+local function begin(keys, args)
+  op, P = args[1], args[2]
+  if args[3] ~= '' then
+    now = tonumber(args[3])
+  else
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   end
+  GRACE, GC_BATCH, PUMP_BATCH, SETTLED_GRACE = tonumber(args[4]), tonumber(args[5]), tonumber(args[6]),
+    tonumber(args[7])
+  -- Main hash, concurrency slots, records, expiry order, forget order, adapted limits, pacing,
+  -- definitions.
+  KM, KC, KR, KX, KG, KE = keys[1], P .. ':c', P .. ':r', P .. ':x', P .. ':g', P .. ':e'
+  KP, KD = P .. ':pc', P .. ':d'
+  QT[0], QT[1] = P .. ':qt:0', P .. ':qt:1'
+  hcache, hdirty, expiries, zpending = {}, {}, {}, {}
+  records, recdirty, rawrecords, settled, settleddirty = {}, {}, {}, {}, {}
+  registered, slice_names, bucket_names, paced_primed = {}, {}, {}, {}
+  window_totals, window_floors = {}, {}
+  adapted = nil
+  granted = {}
 end
-hprime(KM, main_fields)
 
-collect()
-local results = {}
-for i, item in ipairs(calls) do
-  results[i] = ops[item[1]]({ unpack(item, 2) })
+local function main(keys, args)
+  begin(keys, args)
+  local calls
+  if op == 'batch' then
+    calls = cjson.decode(args[A])
+    register_definitions(args[A + 1])
+  else
+    calls = { { op, unpack(args, A) } }
+    if op == 'acquire' then register_definitions(args[A + 1]) end
+  end
+  -- Nothing runs unless every operation is known (a batch is all or nothing).
+  local settling = {}
+  for _, item in ipairs(calls) do
+    if not ops[item[1]] then return redis.error_reply('tokenlease: unknown operation ' .. tostring(item[1])) end
+    if item[1] == 'settle' or item[1] == 'heartbeat' then settling[#settling + 1] = item[2] end
+  end
+  prime_records(settling)
+  -- The main hash's fields most calls read, in one HMGET (acquiring budgets' own fields too).
+  local main_fields = { 'nw', 'vt', 'cu', 'cr', 'lb1', 'lt1', 'lb2', 'lt2', 'gc', 'us' }
+  local primed_budgets = {}
+  for _, item in ipairs(calls) do
+    local req = item[1] == 'acquire' and item[2]
+    if type(req) == 'table' and type(req.budget) == 'string' and not primed_budgets[req.budget] then
+      primed_budgets[req.budget] = true
+      main_fields[#main_fields + 1] = 'f:' .. req.budget
+      main_fields[#main_fields + 1] = 'bi:' .. req.budget
+      main_fields[#main_fields + 1] = 'g:' .. req.budget
+    end
+  end
+  hprime(KM, main_fields)
+
+  collect()
+  local results = {}
+  for i, item in ipairs(calls) do
+    results[i] = ops[item[1]]({ unpack(item, 2) })
+  end
+  flush()
+  if #granted > 0 then redis.call('PUBLISH', P .. ':grants', cjson.encode(granted)) end
+  if op == 'batch' then return cjson.encode({ results = results, grantedIds = granted }) end
+  local result = results[1]
+  result.grantedIds = granted
+  return cjson.encode(result)
 end
-flush()
-if #granted > 0 then redis.call('PUBLISH', P .. ':grants', cjson.encode(granted)) end
-if op == 'batch' then return cjson.encode({ results = results, grantedIds = granted }) end
-local result = results[1]
-result.grantedIds = granted
-return cjson.encode(result)
+
+if redis.register_function then
+  redis.register_function(FUNCTION_NAME, main) -- FUNCTION_NAME: in the header redis-store.ts adds
+else
+  return main(KEYS, ARGV)
+end

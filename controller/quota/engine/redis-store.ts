@@ -31,6 +31,11 @@ import {
 } from './store.ts';
 
 const SCRIPT = readFileSync(new URL('./lease-store.lua', import.meta.url), 'utf8');
+/** Named by its content, so replicas running different versions each call their own. */
+const SCRIPT_ID = createHash('sha1').update(SCRIPT).digest('hex').slice(0, 16);
+const FUNCTION_NAME = `tokenlease_lease_${SCRIPT_ID}`;
+export const LIBRARY_NAME = `tokenlease_${SCRIPT_ID}`;
+const LIBRARY = `#!lua name=${LIBRARY_NAME}\nlocal FUNCTION_NAME = '${FUNCTION_NAME}'\n${SCRIPT}`;
 
 export interface RedisStoreOptions {
   /** A redis:// URL or ioredis options (ignored when `cluster` is given). */
@@ -45,6 +50,11 @@ export interface RedisStoreOptions {
   autoPipelining?: boolean;
   /** Send acquires and settles issued together as one script call (default; bench:quota measures both). */
   batching?: boolean;
+  /**
+   * Load the script as a Redis function library (Redis 7+, the default), so that its setup runs
+   * once rather than on every call; where Redis refuses, it runs as a script (EVALSHA).
+   */
+  functions?: boolean;
 }
 
 type ScriptArgument = string | number;
@@ -71,8 +81,9 @@ export class RedisLeaseStore implements LeaseStore {
   /** Acquires and settles waiting for the next batch, per provider. */
   readonly #batches = new Map<string, BatchedOperation[]>();
   /** Script calls made, and the operations they carried (more operations than calls: batching). */
-  readonly stats = { scriptCalls: 0, operations: 0 };
+  readonly stats = { scriptCalls: 0, operations: 0, mode: 'script' as 'script' | 'function' };
   readonly #batching: boolean;
+  readonly #functions: boolean;
 
   constructor(options: RedisStoreOptions) {
     const base: RedisOptions = {
@@ -108,11 +119,15 @@ export class RedisLeaseStore implements LeaseStore {
     this.#prefix = options.keyPrefix ?? 'tl:';
     this.#clock = options.clock;
     this.#batching = options.batching ?? true;
+    this.#functions = options.functions ?? true;
   }
 
   async ready(): Promise<void> {
     if (this.#redis.status === 'wait') await this.#redis.connect();
     await this.#redis.ping();
+    if (this.#functions && this.stats.mode === 'script') {
+      this.stats.mode = (await this.#loadLibrary()) ? 'function' : 'script';
+    }
     this.#subscribed ??= this.#subscribe();
     await this.#subscribed;
   }
@@ -157,24 +172,47 @@ export class RedisLeaseStore implements LeaseStore {
     return result;
   }
 
+  /**
+   * Loads the library on every primary (a replica gets it from its primary). False where Redis
+   * has no functions (before 7.0) or may not load them (ACL): the script runs as a script.
+   */
+  async #loadLibrary(): Promise<boolean> {
+    const nodes = this.#redis instanceof Cluster ? this.#redis.nodes('master') : [this.#redis];
+    try {
+      await Promise.all(nodes.map((node) => node.function('LOAD', 'REPLACE', LIBRARY)));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   async #call(provider: string, op: string, args: ScriptArgument[], operations = 1): Promise<string> {
     const base = `${this.#prefix}{${provider}}`;
-    const command = (this.#redis as unknown as { tokenleaseLease: LeaseCommand }).tokenleaseLease;
     this.stats.scriptCalls++;
     this.stats.operations += operations;
+    const argv = [
+      op,
+      base,
+      this.#clock ? String(this.#clock()) : '',
+      RECORD_GRACE_MS,
+      GC_BATCH,
+      PUMP_BATCH,
+      SETTLED_GRACE_MS,
+      ...args,
+    ];
     try {
-      return await command.call(
-        this.#redis,
-        `${base}:m`,
-        op,
-        base,
-        this.#clock ? String(this.#clock()) : '',
-        RECORD_GRACE_MS,
-        GC_BATCH,
-        PUMP_BATCH,
-        SETTLED_GRACE_MS,
-        ...args,
-      );
+      if (this.stats.mode === 'function') {
+        try {
+          return (await this.#redis.fcall(FUNCTION_NAME, 1, `${base}:m`, ...argv)) as string;
+        } catch (error) {
+          // A restarted or new node without the library: load it and call once more.
+          if (!/function not found/i.test((error as Error).message) || !(await this.#loadLibrary()))
+            throw error;
+          return (await this.#redis.fcall(FUNCTION_NAME, 1, `${base}:m`, ...argv)) as string;
+        }
+      }
+      const command = (this.#redis as unknown as { tokenleaseLease: LeaseCommand }).tokenleaseLease;
+      return await command.call(this.#redis, `${base}:m`, ...argv);
     } catch (error) {
       throw new StoreUnavailableError(`redis: ${(error as Error).message}`, { cause: error });
     }
