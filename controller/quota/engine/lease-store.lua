@@ -25,7 +25,7 @@ local PACE_FREE_SHARE, PACE_BURST_SHARE, PACE_MAX_WINDOW_MS, PACE_TTL_MS = 0.25,
 -- Settled answers, by the time slice they were settled in (see save_settled); the forget sweeps
 -- run at most once per SWEEP_MS.
 local SLICE_MS, SWEEP_MS = 5000, 1000
--- Limit definitions by id (see `attach`), kept a week after their last first use.
+-- Limit definitions by id (see `request_of`), kept a week after their last first use.
 local DEF_TTL_MS = 7 * 86400000
 local INF = 1e300
 
@@ -213,16 +213,22 @@ local function register_definitions(raw)
   end
 end
 
--- Gives each limit of a request its definition's fields; a limit whose definition is gone (it
--- outlived DEF_TTL_MS) is left out rather than read as nothing.
-local function attach(req)
+-- A request as it travels (redis-store.ts wireRequest): one array, no field names to decode:
+-- id, budget, priority, weight, cost, agingMs, probeMs and maxProbeMs (-1: no adaptation),
+-- leaseTimeoutMs, maxWaitMs, the reservation's four amounts, then per limit its definition id
+-- and need. A limit whose definition is gone (it outlived DEF_TTL_MS) is left out rather than
+-- read as nothing.
+local function request_of(w)
   local limits = {}
-  for _, plan in ipairs(req.limits or {}) do
-    local meta = definition(plan.d)
-    if meta then limits[#limits + 1] = setmetatable(plan, meta) end
+  for i = 15, #w, 2 do
+    local meta = definition(w[i])
+    if meta then limits[#limits + 1] = setmetatable({ d = w[i], need = w[i + 1] }, meta) end
   end
-  req.limits = limits
-  return req
+  local adaptation
+  if w[7] >= 0 then adaptation = { probeMs = w[7], maxProbeMs = w[8] } end
+  return { id = w[1], budget = w[2], priority = w[3], weight = w[4], cost = w[5], agingMs = w[6],
+    adaptation = adaptation, leaseTimeoutMs = w[9], maxWaitMs = w[10], limits = limits,
+    reserved = { requests = w[11], inputTokens = w[12], outputTokens = w[13], totalTokens = w[14] } }
 end
 
 -- Record encoding ------------------------------------------------------------------------------
@@ -1039,9 +1045,9 @@ local granted
 local ops = {}
 
 ops.acquire = function(a)
-  local req = a[1]
-  if type(req) == 'string' then req = cjson.decode(req) end
-  attach(req)
+  local wire = a[1]
+  if type(wire) == 'string' then wire = cjson.decode(wire) end
+  local req = request_of(wire)
   pump(granted)
   local tier = tier_of(req.priority)
   local ahead = 0
@@ -1243,12 +1249,13 @@ local function main(keys, args)
   local main_fields = { 'nw', 'vt', 'cu', 'cr', 'lb1', 'lt1', 'lb2', 'lt2', 'gc', 'us' }
   local primed_budgets = {}
   for _, item in ipairs(calls) do
-    local req = item[1] == 'acquire' and item[2]
-    if type(req) == 'table' and type(req.budget) == 'string' and not primed_budgets[req.budget] then
-      primed_budgets[req.budget] = true
-      main_fields[#main_fields + 1] = 'f:' .. req.budget
-      main_fields[#main_fields + 1] = 'bi:' .. req.budget
-      main_fields[#main_fields + 1] = 'g:' .. req.budget
+    local wire = item[1] == 'acquire' and item[2]
+    local budget = type(wire) == 'table' and wire[2]
+    if type(budget) == 'string' and not primed_budgets[budget] then
+      primed_budgets[budget] = true
+      main_fields[#main_fields + 1] = 'f:' .. budget
+      main_fields[#main_fields + 1] = 'bi:' .. budget
+      main_fields[#main_fields + 1] = 'g:' .. budget
     end
   end
   hprime(KM, main_fields)
