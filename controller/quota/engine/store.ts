@@ -295,6 +295,9 @@ export const TOKEN_HEADER_TOLERANCE = 1000;
  * Per-budget figures from the store's counters, named `kind:budget` (bi in flight, bw waiting,
  * g granted, r rejected) or `o:budget:outcome` (upstream refusals); budget ids hold no colon.
  */
+/** The main hash's per-budget counters: in flight, waiting, granted, rejected, refusals by outcome. */
+const BUDGET_COUNTER_KINDS = new Set(['bi', 'bw', 'g', 'r', 'o']);
+
 export function budgetCounters(counters: Iterable<[string, number]>): {
   budgets: StoreUsage['budgets'];
   inFlight: number;
@@ -303,7 +306,8 @@ export function budgetCounters(counters: Iterable<[string, number]>): {
   let inFlight = 0;
   for (const [field, value] of counters) {
     const [kind, budget, outcome] = field.split(':');
-    if (!budget) continue;
+    // Other fields (the fair-queue finish time f:, outside use x:provider:…) are not a budget's counts.
+    if (!budget || !BUDGET_COUNTER_KINDS.has(kind!)) continue;
     let entry = budgets.get(budget);
     if (!entry) {
       entry = { budget, inFlight: 0, waiters: 0, granted: 0, rejected: 0, refusals: {} };
