@@ -16,12 +16,12 @@
 
 -- Set by `begin` for each call.
 local op, P, now, GRACE, GC_BATCH, PUMP_BATCH, SETTLED_GRACE
-local KM, KC, KR, KX, KG, KE, KP, KD
+local KM, KR, KX, KG, KD
 local A = 8
 local UNSCHEDULED_RETRY_MS = 250
 local DEFAULT_CLOSE_MS, MAX_CLOSE_MS = 60000, 7 * 86400000
 local RATE_BACKOFF, TOKEN_HEADER_TOLERANCE = 0.97, 1000
-local PACE_FREE_SHARE, PACE_BURST_SHARE, PACE_MAX_WINDOW_MS, PACE_TTL_MS = 0.25, 0.02, 60000, 150000
+local PACE_FREE_SHARE, PACE_BURST_SHARE, PACE_MAX_WINDOW_MS = 0.25, 0.02, 60000
 -- Settled answers, by the time slice they were settled in (see save_settled); the forget sweeps
 -- run at most once per SWEEP_MS.
 local SLICE_MS, SWEEP_MS = 5000, 1000
@@ -126,11 +126,6 @@ end
 local function hgetall(key)
   hflush(key)
   return redis.call('HGETALL', key)
-end
-
--- Forgets a key deleted by the script.
-local function hforget(key)
-  hcache[key], hdirty[key], expiries[key] = nil, nil, nil
 end
 
 -- Sorted-set changes are kept per key until flushed: member -> score (false: remove).
@@ -423,6 +418,8 @@ local function flush()
 end
 
 local function count(field, delta) hincr(KM, field, delta) end
+-- Counter kinds GetUsage reports per budget (store.ts budgetCounters).
+local BUDGET_COUNTERS = { bi = true, bw = true, g = true, r = true, o = true }
 
 -- Bucket indexes as hash fields. tostring of a number costs ~1.6 us here (more than most of an
 -- operation's table work), and a batch uses the same one or two buckets throughout.
@@ -440,24 +437,21 @@ local function tier_of(priority)
   return 0
 end
 
--- Adapted amounts (read once per call: most providers have none) ------------------------------
-local adapted = nil
-local function adapted_amounts()
-  if adapted == nil then
-    adapted = {}
-    local all = hgetall(KE)
-    for i = 1, #all, 2 do adapted[all[i]] = tonumber(all[i + 1]) end
-  end
-  return adapted
-end
+-- Per limit, everything lives in the main hash KM (one HMGET reads what a call needs of all of
+-- a request's limits, see prime_limits): its window as w|<key>|t (total), w|<key>|f (first
+-- counted bucket) and w|<key>|<bucket> (charged in that bucket); in flight as c|<key>; pacing as
+-- p|<key> and p|<key>|h; an adapted amount as e|<key> with e|<key>|t, |p, |l and |d.
+local function wprefix(plan) return 'w|' .. plan.key .. '|' end
+
+-- Adapted amounts --------------------------------------------------------------------------------
+local function adapted_of(plan) return hnum(KM, 'e|' .. plan.key) end
 local function amount(plan)
-  local eff = adapted_amounts()[plan.key]
+  local eff = adapted_of(plan)
   if eff and eff < plan.amount then return eff end
   return plan.amount
 end
 
 -- Windows ------------------------------------------------------------------------------------
-local function wkey(plan) return P .. ':w:' .. plan.key end
 local roll
 
 -- Rolls the window forward to now; returns its total and floor (first counted bucket). The clock
@@ -475,39 +469,41 @@ end
 local function set_window(plan, total, floor) window_totals[plan.key], window_floors[plan.key] = total, floor end
 
 roll = function(plan)
-  local k = wkey(plan)
+  local pre = wprefix(plan)
+  local tf, ff = pre .. 't', pre .. 'f'
   local start = math.floor((now - plan.windowMs - plan.marginMs) / plan.bucketMs)
-  -- With the bucket a grant charges now: one HMGET per window per call.
-  hprime(k, { 't', 'f', bucket_name(math.floor(now / plan.bucketMs)) })
-  local floor = hnum(k, 'f')
+  local floor = hnum(KM, ff)
   if floor == nil then return 0, start end
-  local total = hnum(k, 't') or 0
+  local total = hnum(KM, tf) or 0
   if floor > start then start = floor end
   if floor < start then
     if start - floor <= 64 then
       local fields = {}
-      for i = floor, start - 1 do fields[#fields + 1] = bucket_name(i) end
-      hprime(k, fields)
+      for i = floor, start - 1 do fields[#fields + 1] = pre .. bucket_name(i) end
+      hprime(KM, fields)
       for _, f in ipairs(fields) do
-        local a = hnum(k, f)
+        local a = hnum(KM, f)
         if a then
           total = total - a
-          hdel(k, f)
+          hdel(KM, f)
         end
       end
     else
-      local all = hgetall(k)
+      local all = hgetall(KM)
       for i = 1, #all, 2 do
-        local index = tonumber(all[i])
-        if index and index < start then
-          total = total - tonumber(all[i + 1])
-          hdel(k, all[i])
+        local field = all[i]
+        if string.sub(field, 1, #pre) == pre then
+          local index = tonumber(string.sub(field, #pre + 1))
+          if index and index < start then
+            total = total - tonumber(all[i + 1])
+            hdel(KM, field)
+          end
         end
       end
     end
     if total < 0 then total = 0 end
-    hset(k, 't', total)
-    hset(k, 'f', start)
+    hset(KM, tf, total)
+    hset(KM, ff, start)
   end
   return total, start
 end
@@ -515,22 +511,19 @@ end
 -- Adds `amount` to the current bucket of a window.
 local function charge_now(plan, add)
   local total, floor = window(plan)
-  local k = wkey(plan)
+  local pre = wprefix(plan)
   local bucket = math.floor(now / plan.bucketMs)
-  local field = bucket_name(bucket)
-  local before = hnum(k, field)
-  hset(k, field, (before or 0) + add)
-  hset(k, 't', total + add)
-  hset(k, 'f', floor)
-  -- Set when a bucket opens, the expiry outlasts every bucket charged until the next one opens.
-  if before == nil then pexpire(k, plan.windowMs + plan.marginMs + 2 * plan.bucketMs) end
+  local field = pre .. bucket_name(bucket)
+  hset(KM, field, (hnum(KM, field) or 0) + add)
+  hset(KM, pre .. 't', total + add)
+  hset(KM, pre .. 'f', floor)
   set_window(plan, total + add, floor)
   return bucket, total
 end
 
 -- Pacing (see store.ts): per paced window limit, the time its steady rate has been spent up to
--- and (field key|h) when it last held a request back, in hash KP; in KM the last grant's budget
--- and time (lb1, lt1) and the last one of any other budget (lb2, lt2).
+-- (p|<key>) and when it last held a request back (p|<key>|h); the last grant's budget and time
+-- (lb1, lt1) and the last one of any other budget (lb2, lt2).
 local function paced_limit(plan)
   return plan.scope == 'provider' and plan.windowMs > 0 and plan.windowMs <= PACE_MAX_WINDOW_MS
 end
@@ -561,19 +554,16 @@ end
 local function paced_grant(budget, plan, limit, total)
   if not paced_limit(plan) then return false end
   local since = now - span_of(plan)
-  local held = hnum(KP, plan.key .. '|h')
+  local held = hnum(KM, 'p|' .. plan.key .. '|h')
   if held ~= nil and held >= since then return true end
   if total + plan.need <= limit * PACE_FREE_SHARE then return false end
   local other = other_budget_at(budget)
   return other ~= nil and other >= since
 end
 
-local function note_held(plan)
-  hset(KP, plan.key .. '|h', now)
-  pexpire(KP, PACE_TTL_MS)
-end
+local function note_held(plan) hset(KM, 'p|' .. plan.key .. '|h', now) end
 
-local function pace_of(plan) return hnum(KP, plan.key) or 0 end
+local function pace_of(plan) return hnum(KM, 'p|' .. plan.key) or 0 end
 
 -- The earliest time a paced grant may happen: when the pace is no further ahead than the burst.
 local function paced_at(plan, limit)
@@ -601,23 +591,43 @@ end
 -- Can the request be granted now? If not, when could it be by time alone? (`pace`: a request that
 -- can wait is paced; one that cannot takes what the windows hold.) Notes the paced window limits
 -- that hold it back (they are contended from then on).
-local paced_primed
-local function fit(req, pace)
-  local result = { fits = true, at = now, conc = false, limit = '' }
-  -- What pacing reads of each paced limit, in one HMGET the first time a call meets it.
-  local pacing_fields = {}
-  for _, plan in ipairs(req.limits) do
-    if paced_limit(plan) and not paced_primed[plan.key] then
-      paced_primed[plan.key] = true
-      pacing_fields[#pacing_fields + 1] = plan.key
-      pacing_fields[#pacing_fields + 1] = plan.key .. '|h'
+local primed_limits
+-- Reads what a call needs of each of `plans` (and of the buckets `charges` were made in) that it
+-- has not read yet, in one HMGET.
+local function prime_limits(plans, charges)
+  local fields = {}
+  for _, plan in ipairs(plans) do
+    local key = plan.key
+    if not primed_limits[key] then
+      primed_limits[key] = true
+      fields[#fields + 1] = 'e|' .. key
+      if plan.windowMs == 0 then
+        fields[#fields + 1] = 'c|' .. key
+      else
+        local pre = wprefix(plan)
+        fields[#fields + 1] = pre .. 't'
+        fields[#fields + 1] = pre .. 'f'
+        fields[#fields + 1] = pre .. bucket_name(math.floor(now / plan.bucketMs))
+        if paced_limit(plan) then
+          fields[#fields + 1] = 'p|' .. key
+          fields[#fields + 1] = 'p|' .. key .. '|h'
+        end
+      end
     end
   end
-  if #pacing_fields > 0 then hprime(KP, pacing_fields) end
+  for _, charge in ipairs(charges or {}) do
+    fields[#fields + 1] = 'w|' .. charge.k .. '|' .. bucket_name(charge.b)
+  end
+  if #fields > 0 then hprime(KM, fields) end
+end
+
+local function fit(req, pace)
+  local result = { fits = true, at = now, conc = false, limit = '' }
+  prime_limits(req.limits)
   for _, plan in ipairs(req.limits) do
     local limit = amount(plan)
     if plan.windowMs == 0 then
-      local used = hnum(KC, plan.key) or 0
+      local used = hnum(KM, 'c|' .. plan.key) or 0
       if used + plan.need > limit then
         result.fits = false
         result.conc = true
@@ -637,22 +647,15 @@ local function fit(req, pace)
       if excess > 0 then
         result.fits = false
         if paced_limit(plan) then note_held(plan) end
-        local all = hgetall(wkey(plan))
-        local indexes = {}
-        local amounts = {}
-        for i = 1, #all, 2 do
-          local index = tonumber(all[i])
-          if index and index >= floor then
-            indexes[#indexes + 1] = index
-            amounts[index] = tonumber(all[i + 1])
-          end
-        end
-        table.sort(indexes)
+        -- The buckets still counted, oldest first: when has enough of them left?
+        local pre, fields = wprefix(plan), {}
+        for index = floor, math.floor(now / plan.bucketMs) do fields[#fields + 1] = pre .. bucket_name(index) end
+        hprime(KM, fields)
         local freed, at = 0, INF
-        for _, index in ipairs(indexes) do
-          freed = freed + amounts[index]
+        for i, field in ipairs(fields) do
+          freed = freed + (hnum(KM, field) or 0)
           if freed >= excess then
-            at = (index + 1) * plan.bucketMs + plan.windowMs + plan.marginMs
+            at = (floor + i) * plan.bucketMs + plan.windowMs + plan.marginMs
             break
           end
         end
@@ -710,7 +713,7 @@ local function grant(rec, unclaimed)
   rec.slots = {}
   for _, plan in ipairs(req.limits) do
     if plan.windowMs == 0 then
-      hincr(KC, plan.key, plan.need)
+      hincr(KM, 'c|' .. plan.key, plan.need)
       rec.slots[#rec.slots + 1] = { k = plan.key }
     else
       local limit = amount(plan)
@@ -719,8 +722,7 @@ local function grant(rec, unclaimed)
       if paced_grant(req.budget, plan, limit, total) then
         local pace = pace_of(plan)
         if pace < now then pace = now end
-        hset(KP, plan.key, pace + plan.need * span_of(plan) / limit)
-        pexpire(KP, PACE_TTL_MS)
+        hset(KM, 'p|' .. plan.key, pace + plan.need * span_of(plan) / limit)
         pacing = 1
       end
       local bucket, before = charge_now(plan, plan.need)
@@ -756,7 +758,7 @@ end
 
 local function release(rec)
   for _, slot in ipairs(rec.slots or {}) do
-    if hincr(KC, slot.k, -1) < 0 then hset(KC, slot.k, 0) end
+    if hincr(KM, 'c|' .. slot.k, -1) < 0 then hset(KM, 'c|' .. slot.k, 0) end
   end
   zrem(KX, rec.req.id)
   count('bi:' .. rec.req.budget, -1)
@@ -786,19 +788,19 @@ local function recharge(rec, charge, value)
   local plan = plan_of(rec, charge.k)
   if not plan then return end
   if charge.p == 1 then
-    local pace = hnum(KP, plan.key)
-    if pace then hset(KP, plan.key, pace + delta * span_of(plan) / amount(plan)) end
+    local pace = hnum(KM, 'p|' .. plan.key)
+    if pace then hset(KM, 'p|' .. plan.key, pace + delta * span_of(plan) / amount(plan)) end
   end
   local total, floor = window(plan)
   if charge.b < floor then return end
-  local k = wkey(plan)
-  local field = bucket_name(charge.b)
-  local current = hnum(k, field) or 0
+  local pre = wprefix(plan)
+  local field = pre .. bucket_name(charge.b)
+  local current = hnum(KM, field) or 0
   local next = current + delta
   if next < 0 then next = 0 end
-  hset(k, field, next)
-  hset(k, 't', total + next - current)
-  hset(k, 'f', floor)
+  hset(KM, field, next)
+  hset(KM, pre .. 't', total + next - current)
+  hset(KM, pre .. 'f', floor)
   set_window(plan, total + next - current, floor)
 end
 
@@ -923,19 +925,18 @@ local function lower(plan, estimate, adaptation, stated)
   -- provider states in its headers is taken as it is).
   if not stated and estimate < math.ceil(current / 2) then estimate = math.ceil(current / 2) end
   if estimate >= current then return end
-  local k = plan.key
-  hprime(KE, { k .. '|p', k .. '|l' })
-  local probe, last_probe = hnum(KE, k .. '|p'), hnum(KE, k .. '|l') or 0
+  local k = 'e|' .. plan.key
+  hprime(KM, { k .. '|p', k .. '|l' })
+  local probe, last_probe = hnum(KM, k .. '|p'), hnum(KM, k .. '|l') or 0
   local next_probe = adaptation.probeMs
   if probe and last_probe > 0 and now - last_probe < 2 * probe then
     next_probe = math.min(adaptation.maxProbeMs, probe * 2)
   end
-  hset(KE, k, estimate)
-  hset(KE, k .. '|t', now)
-  hset(KE, k .. '|p', next_probe)
-  hset(KE, k .. '|l', last_probe)
-  hset(KE, k .. '|d', now)
-  adapted = nil
+  hset(KM, k, estimate)
+  hset(KM, k .. '|t', now)
+  hset(KM, k .. '|p', next_probe)
+  hset(KM, k .. '|l', last_probe)
+  hset(KM, k .. '|d', now)
 end
 
 local function observed_plan(req, dimension)
@@ -951,7 +952,7 @@ end
 -- A rate refusal that teaches nothing by its count (see memory-store.ts): the call's own headers
 -- state the limit of the refused window, or it was lowered less than a window ago.
 local function refusal_explained(req, plan, observations)
-  local lowered = hnum(KE, plan.key .. '|d')
+  local lowered = hnum(KM, 'e|' .. plan.key .. '|d')
   if lowered and now - lowered < span_of(plan) then return true end
   for _, o in ipairs(observations) do
     if o.limit and o.limit > 0 and observed_plan(req, o.dimension) == plan then return true end
@@ -985,7 +986,7 @@ local function adapt(rec, outcome, retry_after, reset_at, observations)
       if plan and plan.adaptive then
         -- The provider refused because the account's other calls filled it: the slots still in
         -- use once this one is freed bound that from above, whatever order calls reached it in.
-        local estimate = hnum(KC, slot.k) or 0
+        local estimate = hnum(KM, 'c|' .. slot.k) or 0
         if estimate < 1 then estimate = 1 end
         lower(plan, estimate, adaptation)
       end
@@ -1004,19 +1005,18 @@ local function adapt(rec, outcome, retry_after, reset_at, observations)
       if estimate < worst.need then estimate = worst.need end
       lower(worst, estimate, adaptation)
     end
-  elseif outcome == 'ok' and next(adapted_amounts()) ~= nil then
+  elseif outcome == 'ok' then
     for _, plan in ipairs(rec.req.limits) do
-      if plan.adaptive and adapted_amounts()[plan.key] then
-        local k = plan.key
-        hprime(KE, { k, k .. '|t', k .. '|p' })
-        local eff, changed, probe = hnum(KE, k), hnum(KE, k .. '|t') or 0, hnum(KE, k .. '|p') or 0
+      if plan.adaptive and adapted_of(plan) then
+        local k = 'e|' .. plan.key
+        hprime(KM, { k .. '|t', k .. '|p' })
+        local eff, changed, probe = hnum(KM, k), hnum(KM, k .. '|t') or 0, hnum(KM, k .. '|p') or 0
         if eff and eff < plan.amount and now - changed >= probe then
           local step = 1
           if plan.windowMs > 0 then step = math.max(1, math.ceil(plan.amount * 0.02)) end
-          hset(KE, k, math.min(plan.amount, eff + step))
-          hset(KE, k .. '|t', now)
-          hset(KE, k .. '|l', now)
-          adapted = nil
+          hset(KM, k, math.min(plan.amount, eff + step))
+          hset(KM, k .. '|t', now)
+          hset(KM, k .. '|l', now)
         end
       end
     end
@@ -1091,6 +1091,7 @@ ops.settle = function(a)
   if rec.st == 'settled' then
     return { kind = 'alreadySettled', charged = rec.ch, settledAtMs = rec.sa }
   end
+  prime_limits(rec.req.limits, rec.win)
   for _, charge in ipairs(rec.win) do recharge(rec, charge, charge_for(charge.d, input, output, outcome)) end
   local was_active = rec.st == 'active'
   if was_active then release(rec) else zrem(KG, id) end
@@ -1118,6 +1119,7 @@ ops.heartbeat = function(a)
   if rec.st == 'settled' then return { kind = 'settled' } end
   if a[3] ~= '' then
     local input, output = tonumber(a[3]), tonumber(a[4])
+    prime_limits(rec.req.limits, rec.win)
     for _, charge in ipairs(rec.win) do
       local used = charge_for(charge.d, input, output, 'ok')
       if used > charge.c then recharge(rec, charge, used) end
@@ -1170,31 +1172,49 @@ ops.usage = function(a)
   for i, plan in ipairs(plans) do
     local used
     if plan.windowMs == 0 then
-      used = hnum(KC, plan.key) or 0
+      used = hnum(KM, 'c|' .. plan.key) or 0
     else
       used = window(plan)
     end
     limits[i] = { key = plan.key, used = used, effective = amount(plan) }
   end
   local cu, cr = closed_until()
-  return { nowMs = now, limits = limits, counters = hgetall(KM),
+  local all, counters = hgetall(KM), {}
+  for i = 1, #all, 2 do
+    local kind = string.match(all[i], '^(%a+):')
+    if BUDGET_COUNTERS[kind] then
+      counters[#counters + 1] = all[i]
+      counters[#counters + 1] = all[i + 1]
+    end
+  end
+  return { nowMs = now, limits = limits, counters = counters,
     waiters = waiting(), closedUntilMs = cu, closedReason = cr }
 end
 
+-- Forgets a deleted budget: its counters, and everything of its caps (`keys`).
 ops.forgetBudget = function(a)
   local budget, keys = a[1], cjson.decode(a[2])
+  local exact = {}
   for _, key in ipairs(keys) do
-    local k = P .. ':w:' .. key
-    redis.call('DEL', k)
-    hforget(k)
     window_totals[key], window_floors[key] = nil, nil
-    hdel(KC, key)
+    for _, field in ipairs({ 'c|' .. key, 'p|' .. key, 'p|' .. key .. '|h', 'e|' .. key, 'e|' .. key .. '|t',
+      'e|' .. key .. '|p', 'e|' .. key .. '|l', 'e|' .. key .. '|d' }) do
+      exact[field] = true
+    end
   end
   local all = hgetall(KM)
   for i = 1, #all, 2 do
     local field = all[i]
-    local _, _, b = string.find(field, '^[^:]+:([^:]+)')
-    if b == budget then hdel(KM, field) end
+    local _, _, b = string.find(field, '^%a+:([^:]+)')
+    local forget = b == budget or exact[field]
+    if not forget then
+      for _, key in ipairs(keys) do
+        local pre = 'w|' .. key .. '|'
+        local rest = string.sub(field, #pre + 1)
+        if string.sub(field, 1, #pre) == pre and (rest == 't' or rest == 'f' or tonumber(rest)) then forget = true end
+      end
+    end
+    if forget then hdel(KM, field) end
   end
   return {}
 end
@@ -1215,16 +1235,13 @@ local function begin(keys, args)
   end
   GRACE, GC_BATCH, PUMP_BATCH, SETTLED_GRACE = tonumber(args[4]), tonumber(args[5]), tonumber(args[6]),
     tonumber(args[7])
-  -- Main hash, concurrency slots, records, expiry order, forget order, adapted limits, pacing,
-  -- definitions.
-  KM, KC, KR, KX, KG, KE = keys[1], P .. ':c', P .. ':r', P .. ':x', P .. ':g', P .. ':e'
-  KP, KD = P .. ':pc', P .. ':d'
+  -- Main hash (counters, limits' state), records, expiry order, forget order, definitions.
+  KM, KR, KX, KG, KD = keys[1], P .. ':r', P .. ':x', P .. ':g', P .. ':d'
   QT[0], QT[1] = P .. ':qt:0', P .. ':qt:1'
   hcache, hdirty, expiries, zpending = {}, {}, {}, {}
   records, recdirty, rawrecords, settled, settleddirty = {}, {}, {}, {}, {}
-  registered, slice_names, bucket_names, paced_primed = {}, {}, {}, {}
+  registered, slice_names, bucket_names, primed_limits = {}, {}, {}, {}
   window_totals, window_floors = {}, {}
-  adapted = nil
   granted = {}
 end
 
