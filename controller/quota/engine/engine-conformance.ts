@@ -223,6 +223,20 @@ export function describeEngineConformance(name: string, factory: EngineFactory):
     });
 
     describe('concurrency and leases', () => {
+      it('applies new budgets to the next acquire', async () => {
+        const engine = await engineWith(budgetsWith('[{dimension: concurrency, amount: 1}]'));
+        await engine.acquire(request());
+        await expect(engine.acquire(request())).rejects.toBeInstanceOf(CapacityExhaustedError);
+        engine.setBudgets(budgetsWith('[{dimension: concurrency, amount: 2}]'));
+        await expect(engine.acquire(request())).resolves.toBeDefined();
+        // A limit added later counts from then on.
+        engine.setBudgets(
+          budgetsWith('[{dimension: concurrency, amount: 5}, {dimension: requests, amount: 1, window: 1m}]'),
+        );
+        await expect(engine.acquire(request())).resolves.toBeDefined();
+        await expect(engine.acquire(request())).rejects.toBeInstanceOf(CapacityExhaustedError);
+      });
+
       it('holds a slot per lease and frees it on settle', async () => {
         const engine = await engineWith(budgetsWith('[{dimension: concurrency, amount: 2}]'));
         const a = await engine.acquire(request());

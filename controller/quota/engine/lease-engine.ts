@@ -28,8 +28,15 @@ import {
   type SettleResult,
   type UsageSnapshot,
 } from '../../../common/quota-api.ts';
-import { budgetsOf, dominantShare, effectiveWeight, limitPlans, reservationFor } from './limit-plans.ts';
-import type { LeaseStore, StoredLease, StoreWaiterResult } from './store.ts';
+import {
+  budgetsOf,
+  dominantShare,
+  effectiveWeight,
+  limitPlans,
+  reservationFor,
+  withNeeds,
+} from './limit-plans.ts';
+import type { LeaseStore, LimitPlan, StoredLease, StoredRequest, StoreWaiterResult } from './store.ts';
 
 export const MAX_WAIT_MS = 600_000;
 export const MAX_TOKENS = 1_000_000_000;
@@ -44,6 +51,19 @@ export interface LeaseEngine extends QuotaApi {
   ready(): Promise<void>;
   close(): Promise<void>;
 }
+
+/**
+ * What every Acquire for one provider, budget and model shares, worked out once per budgets
+ * configuration: the limits (needs still 0) and the request fields that follow from the budgets.
+ */
+interface AcquireProfile {
+  limits: LimitPlan[];
+  priority: number;
+  fields: Pick<StoredRequest, 'weight' | 'agingMs' | 'adaptation' | 'leaseTimeoutMs'>;
+}
+
+/** Profiles kept at most (a cluster has providers x budgets x models of them in use). */
+const MAX_PROFILES = 10_000;
 
 interface Waiter {
   provider: string;
@@ -65,6 +85,8 @@ export class StoreLeaseEngine implements LeaseEngine {
   /** Requests on their way to the store: a grant announced before their answer is noted here. */
   readonly #inFlight = new Map<string, { grantedEarly: boolean }>();
   readonly #wakeTimers = new Map<string, { at: number; timer: NodeJS.Timeout }>();
+  /** Acquire profiles of the current budgets, by provider, budget and model. */
+  #profiles = new Map<string, AcquireProfile>();
   #closed = false;
 
   constructor(store: LeaseStore, budgets: BudgetSet) {
@@ -78,6 +100,7 @@ export class StoreLeaseEngine implements LeaseEngine {
 
   setBudgets(budgets: BudgetSet): void {
     this.#budgets = budgets;
+    this.#profiles = new Map();
   }
 
   budgets(): BudgetSet {
@@ -101,6 +124,42 @@ export class StoreLeaseEngine implements LeaseEngine {
 
   async acquire(input: AcquireInput): Promise<Grant> {
     validateAcquire(input);
+    const profile = this.#profile(input);
+    const reserved = reservationFor(input.inputTokens, input.maxOutputTokens);
+    const limits = withNeeds(profile.limits, reserved);
+    for (const plan of limits) {
+      if (plan.need > plan.amount) throw new RequestTooLargeError(plan.label, plan.need, plan.amount);
+    }
+    if (input.signal?.aborted) throw new CancelledError('the caller gave up before the lease was granted');
+    const id = `${input.provider}${LEASE_ID_SEPARATOR}${randomUUID()}`;
+    const startedAt = performance.now();
+    const announced = { grantedEarly: false };
+    this.#inFlight.set(id, announced);
+    const result = await this.#store
+      .acquire(input.provider, {
+        id,
+        budget: input.budget,
+        priority: input.priority ?? profile.priority,
+        cost: dominantShare(limits),
+        limits,
+        maxWaitMs: input.maxWaitMs,
+        reserved,
+        ...profile.fields,
+      })
+      .finally(() => this.#inFlight.delete(id));
+    this.#granted(input.provider, result.grantedIds);
+    if (result.kind === 'granted') return grantOf(result.lease, profile.fields.leaseTimeoutMs);
+    if (result.kind === 'rejected') {
+      throw new CapacityExhaustedError(Math.max(1, result.retryAtMs - result.nowMs), result.limit);
+    }
+    return this.#wait(input, id, announced, startedAt, result);
+  }
+
+  /** The acquire profile for the input's provider, budget and model; throws if there is none. */
+  #profile(input: AcquireInput): AcquireProfile {
+    const key = `${input.provider}\n${input.budget}\n${input.model}`;
+    const known = this.#profiles.get(key);
+    if (known) return known;
     const provider = this.#budgets.providers.get(input.provider);
     if (!provider) throw new NotFoundError('provider', input.provider);
     const models = provider.spec.models ?? [];
@@ -118,24 +177,12 @@ export class StoreLeaseEngine implements LeaseEngine {
         `LLMBudget ${input.budget} does not draw on LLMProvider ${input.provider}`,
       );
     }
-    const reserved = reservationFor(input.inputTokens, input.maxOutputTokens);
-    const limits = limitPlans(this.#budgets, input.provider, [input.budget], input.model, reserved);
-    for (const plan of limits) {
-      if (plan.need > plan.amount) throw new RequestTooLargeError(plan.label, plan.need, plan.amount);
-    }
-    if (input.signal?.aborted) throw new CancelledError('the caller gave up before the lease was granted');
-    const id = `${input.provider}${LEASE_ID_SEPARATOR}${randomUUID()}`;
-    const startedAt = performance.now();
     const adaptation = provider.spec.adaptation;
-    const announced = { grantedEarly: false };
-    this.#inFlight.set(id, announced);
-    const result = await this.#store
-      .acquire(input.provider, {
-        id,
-        budget: input.budget,
-        priority: input.priority ?? priorityValue(budget.spec.priority),
+    const profile: AcquireProfile = {
+      limits: limitPlans(this.#budgets, input.provider, [input.budget], input.model, reservationFor(0, 0)),
+      priority: priorityValue(budget.spec.priority),
+      fields: {
         weight: effectiveWeight(this.#budgets, input.provider, input.budget),
-        cost: dominantShare(limits),
         agingMs: parseDuration(budget.spec.priorityAging) ?? 10_000,
         adaptation: adaptation.enabled
           ? {
@@ -143,18 +190,22 @@ export class StoreLeaseEngine implements LeaseEngine {
               maxProbeMs: parseDuration(adaptation.maxProbeInterval) ?? 600_000,
             }
           : null,
-        limits,
         leaseTimeoutMs: leaseTimeoutOf(this.#budgets, input.provider),
-        maxWaitMs: input.maxWaitMs,
-        reserved,
-      })
-      .finally(() => this.#inFlight.delete(id));
-    this.#granted(input.provider, result.grantedIds);
-    if (result.kind === 'granted')
-      return grantOf(result.lease, leaseTimeoutOf(this.#budgets, input.provider));
-    if (result.kind === 'rejected') {
-      throw new CapacityExhaustedError(Math.max(1, result.retryAtMs - result.nowMs), result.limit);
-    }
+      },
+    };
+    if (this.#profiles.size >= MAX_PROFILES) this.#profiles.clear();
+    this.#profiles.set(key, profile);
+    return profile;
+  }
+
+  /** Waits for a queued request's grant (announced by the store, or claimed at a wake-up). */
+  #wait(
+    input: AcquireInput,
+    id: string,
+    announced: { grantedEarly: boolean },
+    startedAt: number,
+    queued: { wakeAtMs: number; nowMs: number },
+  ): Promise<Grant> {
     return new Promise<Grant>((resolve, reject) => {
       const waiter: Waiter = {
         provider: input.provider,
@@ -175,7 +226,7 @@ export class StoreLeaseEngine implements LeaseEngine {
         signal.addEventListener('abort', onAbort, { once: true });
         waiter.detach = () => signal.removeEventListener('abort', onAbort);
       }
-      this.#scheduleWake(input.provider, result.wakeAtMs, result.nowMs);
+      this.#scheduleWake(input.provider, queued.wakeAtMs, queued.nowMs);
       // Granted by another engine before the store's answer reached us: claim it now.
       if (announced.grantedEarly) void this.#claim(id);
     });

@@ -60,6 +60,11 @@ function planOf(
   };
 }
 
+/** The plans with what a request of `reserved` takes of each. */
+export function withNeeds(plans: LimitPlan[], reserved: Reservation): LimitPlan[] {
+  return plans.map((plan) => ({ ...plan, need: needOf(plan.dimension, reserved) }));
+}
+
 function applies(limit: Limit, model: string | undefined): boolean {
   return model === undefined || limit.model === undefined || limit.model === model;
 }
