@@ -270,8 +270,11 @@ describe('controller', () => {
     });
 
     const redis = new (await import('ioredis')).Redis((await import('../support/redis.ts')).redisUrl());
+    // The cap's window lives in the provider's main hash as w|b|<budget>|… fields.
     const capKeys = async () =>
-      (await redis.keys(`${h.keyPrefix}{${platform}/anthropic}:w:b|${tenant}/capped*`)).length;
+      (await redis.hkeys(`${h.keyPrefix}{${platform}/anthropic}:m`)).filter((field) =>
+        field.startsWith(`w|b|${tenant}/capped|`),
+      ).length;
     expect(await capKeys()).toBeGreaterThan(0);
 
     await h.objects.deleteNamespacedCustomObject({
