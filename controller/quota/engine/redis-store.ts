@@ -29,6 +29,7 @@ import {
   type StoreUsage,
   type StoreWaiterResult,
 } from './store.ts';
+import { wireRequest, type Definitions } from './redis-wire.ts';
 
 const SCRIPT = readFileSync(new URL('./lease-store.lua', import.meta.url), 'utf8');
 /** Named by its content, so replicas running different versions each call their own. */
@@ -380,104 +381,6 @@ function alone(op: BatchedOperation['op'], args: unknown[]): ScriptArgument[] {
   const definitions: Definitions = {};
   const request = JSON.stringify(wireRequest(args[0] as StoredRequest, definitions));
   return [request, JSON.stringify(definitions)];
-}
-
-/** Limit definitions by id, as JSON: sent along with the requests that name them. */
-type Definitions = Record<string, string>;
-
-/**
- * A request as the script takes it (lease-store.lua request_of): one array, so that neither
- * side spends time on field names, each limit as the id of its definition (everything but
- * `need`) and its need. Definitions are stored once in Redis, so lease records stay small.
- */
-function wireRequest(request: StoredRequest, definitions: Definitions): unknown[] {
-  const { reserved, adaptation } = request;
-  const wire: unknown[] = [
-    request.id,
-    request.budget,
-    request.priority,
-    request.weight,
-    request.cost,
-    request.agingMs,
-    adaptation ? adaptation.probeMs : -1,
-    adaptation ? adaptation.maxProbeMs : -1,
-    request.leaseTimeoutMs,
-    request.maxWaitMs,
-    reserved.requests,
-    reserved.inputTokens,
-    reserved.outputTokens,
-    reserved.totalTokens,
-  ];
-  for (const plan of request.limits) {
-    const known = definitionOf(plan);
-    definitions[known.id] = known.json;
-    wire.push(known.id, plan.need);
-  }
-  return wire;
-}
-
-/** Every field of a request: compiling fails here when StoredRequest gains one wireRequest leaves out. */
-export const REQUEST_FIELDS: Record<keyof StoredRequest, true> = {
-  id: true,
-  budget: true,
-  priority: true,
-  weight: true,
-  cost: true,
-  agingMs: true,
-  adaptation: true,
-  leaseTimeoutMs: true,
-  maxWaitMs: true,
-  reserved: true,
-  limits: true,
-};
-
-interface Definition {
-  id: string;
-  json: string;
-}
-
-/** Definitions met so far, by every field but `need` (a provider has a handful; cleared if it ever grows). */
-const knownDefinitions = new Map<string, Definition>();
-const MAX_KNOWN_DEFINITIONS = 10_000;
-
-/** Every field of a definition: compiling fails here when LimitPlan gains one definitionOf leaves out. */
-export const DEFINITION_FIELDS: Record<Exclude<keyof LimitPlan, 'need'>, true> = {
-  key: true,
-  dimension: true,
-  amount: true,
-  windowMs: true,
-  bucketMs: true,
-  marginMs: true,
-  label: true,
-  scope: true,
-  model: true,
-  adaptive: true,
-};
-
-function definitionOf(plan: LimitPlan): Definition {
-  // A template string is several times cheaper than JSON of a copy, and this runs per limit per acquire.
-  const { key, dimension, amount, windowMs, bucketMs, marginMs, label, scope, model, adaptive } = plan;
-  const signature = `${key}\n${dimension}\n${amount}\n${windowMs}\n${bucketMs}\n${marginMs}\n${scope}\n${model}\n${adaptive}\n${label}`;
-  let known = knownDefinitions.get(signature);
-  if (!known) {
-    if (knownDefinitions.size >= MAX_KNOWN_DEFINITIONS) knownDefinitions.clear();
-    const json = JSON.stringify({
-      key,
-      dimension,
-      amount,
-      windowMs,
-      bucketMs,
-      marginMs,
-      label,
-      scope,
-      model,
-      adaptive,
-    });
-    // Content-addressed: every replica derives the same id for the same definition.
-    known = { id: createHash('sha256').update(json).digest('base64url').slice(0, 22), json };
-    knownDefinitions.set(signature, known);
-  }
-  return known;
 }
 
 function escapeGlob(text: string): string {

@@ -1,0 +1,92 @@
+import { describe, expect, it } from 'vitest';
+import { budgetsFrom } from './engine-conformance.ts';
+import { limitPlans, reservationFor, withNeeds } from './limit-plans.ts';
+import { definitionOf, wireRequest, type Definitions } from './redis-wire.ts';
+import type { StoredRequest } from './store.ts';
+
+const budgets = (amount: number) =>
+  budgetsFrom(`
+apiVersion: tokenlease.io/v1alpha1
+kind: LLMProvider
+metadata: {name: acme, namespace: llm}
+spec:
+  api: openai
+  baseURL: https://api.example.test/v1
+  limits:
+    - {dimension: concurrency, amount: 4}
+    - {dimension: totalTokens, amount: ${amount}, window: 1m}
+---
+apiVersion: tokenlease.io/v1alpha1
+kind: LLMBudget
+metadata: {name: search, namespace: team-a}
+spec: {providerRef: {name: acme, namespace: llm}}
+`);
+
+function plans(amount: number, inputTokens: number) {
+  const reserved = reservationFor(inputTokens, 10);
+  return withNeeds(
+    limitPlans(budgets(amount), 'llm/acme', ['team-a/search'], 'm', reservationFor(0, 0)),
+    reserved,
+  );
+}
+
+describe('redis wire', () => {
+  it('names a definition by its content: the same for any need, another when anything else differs', () => {
+    const [, tokens] = plans(1000, 5);
+    const [, sameOtherNeed] = plans(1000, 500);
+    const [, otherAmount] = plans(2000, 5);
+    expect(definitionOf(tokens!).id).toBe(definitionOf(sameOtherNeed!).id);
+    expect(definitionOf(tokens!).id).not.toBe(definitionOf(otherAmount!).id);
+    const definition = JSON.parse(definitionOf(tokens!).json) as Record<string, unknown>;
+    expect(definition).toMatchObject({
+      key: tokens!.key,
+      amount: 1000,
+      windowMs: 60_000,
+      dimension: 'totalTokens',
+    });
+    expect(definition).not.toHaveProperty('need');
+  });
+
+  it('lays a request out as lease-store.lua request_of reads it, with the definitions it names', () => {
+    const limits = plans(1000, 5);
+    const request: StoredRequest = {
+      id: 'llm/acme|1',
+      budget: 'team-a/search',
+      priority: 50,
+      weight: 2,
+      cost: 0.015,
+      agingMs: 10_000,
+      adaptation: null,
+      limits,
+      leaseTimeoutMs: 60_000,
+      maxWaitMs: 500,
+      reserved: reservationFor(5, 10),
+    };
+    const definitions: Definitions = {};
+    const wire = wireRequest(request, definitions);
+    const [concurrency, tokens] = limits.map((plan) => definitionOf(plan).id);
+    expect(wire).toEqual([
+      'llm/acme|1',
+      'team-a/search',
+      50,
+      2,
+      0.015,
+      10_000,
+      -1,
+      -1,
+      60_000,
+      500,
+      1,
+      5,
+      10,
+      15,
+      concurrency,
+      1,
+      tokens,
+      15,
+    ]);
+    expect(Object.keys(definitions).sort()).toEqual([concurrency, tokens].sort());
+    const adaptive = wireRequest({ ...request, adaptation: { probeMs: 30_000, maxProbeMs: 600_000 } }, {});
+    expect(adaptive.slice(6, 8)).toEqual([30_000, 600_000]);
+  });
+});
