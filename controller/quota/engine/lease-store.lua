@@ -6,6 +6,11 @@
 -- ARGV[4]  record grace ms   ARGV[5] gc batch   ARGV[6] pump batch   ARGV[7] settled grace ms
 -- ARGV[8..] operation arguments: for `acquire`, the request and the limit definitions it names;
 --           for `batch`, the operations and the definitions their requests name (JSON)
+-- Keys, under the prefix P (ARGV[2]): P:m the main hash (per-budget counters, fair-queue state,
+-- closures, and each limit's window, slots, pacing and adapted amount, see prime_limits); P:r
+-- lease and waiter records; P:x leases by expiry; P:g records to forget, by time; P:d limit
+-- definitions; P:s:<slice> settled answers; P:qt:<tier>, P:qp:<tier>:<budget>, P:qa:<tier>:<budget>
+-- the queue; channel P:grants announces grants made for waiters.
 -- Replies are JSON, leaving out what the caller already knows: cjson spends ~0.7 us formatting
 -- each number. Records are packed with `struct` (see encode_record).
 --
