@@ -17,7 +17,7 @@
  * The sidecar runs as it ships: `node dist/bin/tokenlease.js sidecar` with the NODE_OPTIONS the
  * webhook injects (SIDECAR_NODE_OPTIONS in controller/k8s/webhook/inject.ts); dist/ is rebuilt
  * first when a source is newer. `-- --source` runs bin/tokenlease.ts instead (Node strips the
- * types: ~18 MB more RSS), `-- --node-options '...'` tries other flags.
+ * types: ~18 MB more RSS), `-- --node-options='...'` tries other flags (with `=`: the value starts with --).
  *
  * Prints a table, then as the last line one JSON object (added latency and CPU per call at 500
  * calls/s). Medians over runs; `-- --quick` finishes in under a minute.

@@ -65,7 +65,7 @@ describe('injectSidecar', () => {
     const sidecar = result.pod.spec?.initContainers?.find((c) => c.name === 'tokenlease-sidecar');
     expect(sidecar?.args).toEqual(['sidecar']);
     expect(sidecar?.env?.find((e) => e.name === 'NODE_OPTIONS')?.value).toBe(SIDECAR_NODE_OPTIONS);
-    expect(SIDECAR_NODE_OPTIONS).toContain('--max-semi-space-size=1');
+    expect(SIDECAR_NODE_OPTIONS).toContain('--max-semi-space-size=2');
     const yaml = result.pod.metadata?.annotations?.['tokenlease.io/budgets'];
     expect(yaml).toContain('name: deepseek');
     expect(yaml).toContain('name: search');

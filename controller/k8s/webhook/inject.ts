@@ -25,12 +25,14 @@ export const SIDECAR_NAME = 'tokenlease-sidecar';
 /**
  * V8 flags the sidecar runs with, set as NODE_OPTIONS in its container (idle RSS target 80 MB;
  * see SIDECAR_RESOURCES for the limit): the process cannot set them itself, as v8.setFlagsFromString after start-up
- * leaves the heap's sizes as they were. A 1 MB semi-space caps the young generation, which V8
+ * leaves the heap's sizes as they were. A 2 MB semi-space caps the young generation, which V8
  * otherwise grows to tens of MB: the proxy keeps little of what a call allocates, and start-up
- * alone grew it by ~8 MB of RSS. bench:memory and bench:sidecar start the sidecar with exactly
- * these options.
+ * alone grew it by ~8 MB of RSS. 1 MB saved another ~1.4 MB idle but collected so often that
+ * the sidecar spent 8 % more CPU per call (1.69 vs 1.56 ms at 450 calls/s, 8 rounds side by
+ * side; 4 MB: 1.47 ms, 78.9 MB idle). bench:memory and bench:sidecar start the sidecar with
+ * exactly these options.
  */
-export const SIDECAR_NODE_OPTIONS = '--max-semi-space-size=1';
+export const SIDECAR_NODE_OPTIONS = '--max-semi-space-size=2';
 /**
  * The sidecar container's resources. bench:memory measures ~75 MB idle but ~145 MB at the peak of
  * 32 calls in flight (V8's compiled code and undici's WebAssembly parser stay resident once
