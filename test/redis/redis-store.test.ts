@@ -1,10 +1,12 @@
 /**
- * The lease script as a Redis function library (the default on Redis 7+) and as a plain script:
- * the library is loaded again when Redis lost it, and the script mode works on its own.
+ * The Redis lease store's ways of calling its script: acquires and settles issued together go as
+ * one call, with the same outcome as the same calls one after another; the script runs as a
+ * function library (the default on Redis 7+), loaded again when Redis lost it, or as a script.
  */
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
+import { CapacityExhaustedError } from '../../common/errors/errors.ts';
 import { budgetsFrom } from '../../controller/quota/engine/engine-conformance.ts';
 import { StoreLeaseEngine } from '../../controller/quota/engine/lease-engine.ts';
 import { LIBRARY_NAME, RedisLeaseStore } from '../../controller/quota/engine/redis-store.ts';
@@ -27,13 +29,61 @@ spec:
   api: openai
   baseURL: https://api.example.test/v1
   limits:
-    - {dimension: concurrency, amount: 2}
+    - {dimension: concurrency, amount: 5}
+    - {dimension: requests, amount: 8, window: 1m}
 ---
 apiVersion: tokenlease.io/v1alpha1
 kind: LLMBudget
 metadata: {name: search, namespace: team-a}
 spec: {providerRef: {name: acme, namespace: llm}}
 `);
+
+const acquire = (engine: StoreLeaseEngine) =>
+  engine.acquire({
+    provider: 'llm/acme',
+    model: 'gpt-test',
+    budget: 'team-a/search',
+    inputTokens: 10,
+    maxOutputTokens: 20,
+    maxWaitMs: 0,
+  });
+
+describe('redis store batching', () => {
+  it('runs concurrent acquires and settles in few script calls, each limit exactly kept', async () => {
+    const store = new RedisLeaseStore({ redis: redisUrl(), keyPrefix: prefix });
+    await store.ready();
+    const engine = new StoreLeaseEngine(store, BUDGETS);
+    try {
+      const first = await Promise.allSettled(Array.from({ length: 12 }, () => acquire(engine)));
+      const granted = first.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+      const refused = first.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
+      expect(granted).toHaveLength(5);
+      expect(refused).toHaveLength(7);
+      for (const reason of refused) expect(reason).toBeInstanceOf(CapacityExhaustedError);
+      expect(new Set(granted.map((lease) => lease.leaseId)).size).toBe(5);
+      expect(store.stats.scriptCalls).toBeLessThan(store.stats.operations);
+
+      const settled = await Promise.all(
+        granted.map((lease) =>
+          engine.settle({
+            leaseId: lease.leaseId,
+            usage: { inputTokens: 10, outputTokens: 5 },
+            outcome: 'ok',
+          }),
+        ),
+      );
+      expect(settled.map((result) => result.status)).toEqual(Array(5).fill('settled'));
+      // The requests window holds the 5 granted; 3 more fit, the concurrency slots are free again.
+      const second = await Promise.allSettled(Array.from({ length: 5 }, () => acquire(engine)));
+      expect(second.filter((r) => r.status === 'fulfilled')).toHaveLength(3);
+      const usage = (await engine.usage('llm/acme')).providers[0]!;
+      expect(usage.limits.find((limit) => limit.dimension === 'requests')!.used).toBe(8);
+      expect(usage.limits.find((limit) => limit.dimension === 'concurrency')!.used).toBe(3);
+    } finally {
+      await store.close();
+    }
+  });
+});
 
 async function roundTrip(engine: StoreLeaseEngine): Promise<string> {
   const lease = await engine.acquire({
@@ -60,7 +110,7 @@ async function libraries(): Promise<string[]> {
 
 describe('redis store modes', () => {
   it('loads the script as a function library, and again when Redis has lost it', async () => {
-    const store = new RedisLeaseStore({ redis: redisUrl(), keyPrefix: prefix });
+    const store = new RedisLeaseStore({ redis: redisUrl(), keyPrefix: `${prefix}function:` });
     await store.ready();
     const engine = new StoreLeaseEngine(store, BUDGETS);
     try {
@@ -79,7 +129,7 @@ describe('redis store modes', () => {
   });
 
   it('runs as a script when function libraries are off', async () => {
-    const store = new RedisLeaseStore({ redis: redisUrl(), keyPrefix: prefix, functions: false });
+    const store = new RedisLeaseStore({ redis: redisUrl(), keyPrefix: `${prefix}script:`, functions: false });
     await store.ready();
     const engine = new StoreLeaseEngine(store, BUDGETS);
     try {
