@@ -30,8 +30,6 @@ local PACE_FREE_SHARE, PACE_BURST_SHARE, PACE_MAX_WINDOW_MS = 0.25, 0.02, 60000
 -- Settled answers, by the time slice they were settled in (see save_settled); the forget sweeps
 -- run at most once per SWEEP_MS.
 local SLICE_MS, SWEEP_MS = 5000, 1000
--- Limit definitions by id (see `request_of`), kept a week after their last first use.
-local DEF_TTL_MS = 7 * 86400000
 local INF = 1e300
 
 -- Write-back cache --------------------------------------------------------------------------
@@ -205,8 +203,9 @@ local function register_definitions(raw)
     if not registered[id] then
       registered[id] = true
       if hget(KD, id) == nil then
+        -- Kept without expiry: a record may name a definition for as long as its lease lives, and
+        -- definitions are few (a new one only when a limit is edited).
         hset(KD, id, json)
-        pexpire(KD, DEF_TTL_MS)
       end
       if not definitions[id] then remember_definition(id, json) end
     end
@@ -216,7 +215,7 @@ end
 -- A request as it travels (redis-store.ts wireRequest): one array, no field names to decode:
 -- id, budget, priority, weight, cost, agingMs, probeMs and maxProbeMs (-1: no adaptation),
 -- leaseTimeoutMs, maxWaitMs, the reservation's four amounts, then per limit its definition id
--- and need. A limit whose definition is gone (it outlived DEF_TTL_MS) is left out rather than
+-- and need. A limit whose definition is gone (its hash deleted by hand) is left out rather than
 -- read as nothing.
 local function request_of(w)
   local limits = {}
@@ -266,8 +265,8 @@ local function encode_record(rec)
   return table.concat(parts)
 end
 
--- Decodes a record and gives its limits their definitions (a limit whose definition is gone,
--- having outlived DEF_TTL_MS, is left out, with its charges and slots, rather than read as nothing).
+-- Decodes a record and gives its limits their definitions (a limit whose definition is gone, its
+-- hash deleted by hand, is left out, with its charges and slots, rather than read as nothing).
 local function decode_record(raw)
   local st, uc, adaptation, enq, dl, ga, ea, id, budget, priority, weight, cost, aging, lease_timeout, max_wait,
     nlimits, probe, max_probe, requests, input, output, total, pos = struct.unpack(RECORD_HEAD, raw)
