@@ -41,7 +41,6 @@ local INF = 1e300
 
 local hcache -- key -> field -> value (false: known absent)
 local hdirty -- key -> field -> true
-local expiries -- key -> PEXPIRE ms, applied at flush
 
 local function fields_of(key)
   local h = hcache[key]
@@ -95,8 +94,6 @@ local function hincr(key, field, delta)
   return v
 end
 
-local function pexpire(key, ms) expiries[key] = ms end
-
 -- Runs a command with many trailing arguments in chunks (Lua's unpack has a stack limit).
 local function call_chunked(command, key, args)
   local i = 1
@@ -107,22 +104,33 @@ local function call_chunked(command, key, args)
   end
 end
 
+-- Writes one key's pending changes, `changes` mapping a field or member to its new value (false:
+-- remove it), with one add and one remove command; ZADD takes the value (score) first.
+local function write_changes(key, changes, add_command, remove_command)
+  local value_first = add_command == 'ZADD'
+  local adds, removes = {}, {}
+  for member, value in pairs(changes) do
+    if value == false then
+      removes[#removes + 1] = member
+    elseif value_first then
+      adds[#adds + 1] = value
+      adds[#adds + 1] = member
+    else
+      adds[#adds + 1] = member
+      adds[#adds + 1] = value
+    end
+  end
+  call_chunked(add_command, key, adds)
+  call_chunked(remove_command, key, removes)
+end
+
 local function hflush(key)
   local d = hdirty[key]
   if not d then return end
   hdirty[key] = nil
-  local h, sets, dels = hcache[key], {}, {}
-  for f in pairs(d) do
-    local v = h[f]
-    if v == false then
-      dels[#dels + 1] = f
-    else
-      sets[#sets + 1] = f
-      sets[#sets + 1] = v
-    end
-  end
-  call_chunked('HSET', key, sets)
-  call_chunked('HDEL', key, dels)
+  local h, changes = hcache[key], {}
+  for f in pairs(d) do changes[f] = h[f] end
+  write_changes(key, changes, 'HSET', 'HDEL')
 end
 
 -- A whole hash as field/value pairs (flushed first).
@@ -147,17 +155,7 @@ local function zflush(key)
   local z = zpending[key]
   if not z then return end
   zpending[key] = nil
-  local adds, rems = {}, {}
-  for member, score in pairs(z) do
-    if score == false then
-      rems[#rems + 1] = member
-    else
-      adds[#adds + 1] = score
-      adds[#adds + 1] = member
-    end
-  end
-  call_chunked('ZADD', key, adds)
-  call_chunked('ZREM', key, rems)
+  write_changes(key, z, 'ZADD', 'ZREM')
 end
 
 -- Lease records, decoded once per script: id -> record (false: known absent); `recdirty` holds
@@ -386,18 +384,9 @@ local function save_settled(id, answer)
 end
 
 local function flush_records()
-  local sets, dels = {}, {}
-  for id in pairs(recdirty) do
-    local rec = records[id]
-    if rec then
-      sets[#sets + 1] = id
-      sets[#sets + 1] = encode_record(rec)
-    else
-      dels[#dels + 1] = id
-    end
-  end
-  call_chunked('HSET', KR, sets)
-  call_chunked('HDEL', KR, dels)
+  local changes = {}
+  for id in pairs(recdirty) do changes[id] = records[id] and encode_record(records[id]) end
+  write_changes(KR, changes, 'HSET', 'HDEL')
   local answers = {}
   for id in pairs(settleddirty) do
     answers[#answers + 1] = id
@@ -417,8 +406,6 @@ local function flush()
   flush_records()
   for key in pairs(hdirty) do hflush(key) end
   for key in pairs(zpending) do zflush(key) end
-  for key, ms in pairs(expiries) do redis.call('PEXPIRE', key, ms) end
-  expiries = {}
 end
 
 local function count(field, delta) hincr(KM, field, delta) end
@@ -1242,7 +1229,7 @@ local function begin(keys, args)
   -- Main hash (counters, limits' state), records, expiry order, forget order, definitions.
   KM, KR, KX, KG, KD = keys[1], P .. ':r', P .. ':x', P .. ':g', P .. ':d'
   QT[0], QT[1] = P .. ':qt:0', P .. ':qt:1'
-  hcache, hdirty, expiries, zpending = {}, {}, {}, {}
+  hcache, hdirty, zpending = {}, {}, {}
   records, recdirty, rawrecords, settled, settleddirty = {}, {}, {}, {}, {}
   registered, slice_names, bucket_names, primed_limits = {}, {}, {}, {}
   window_totals, window_floors = {}, {}
