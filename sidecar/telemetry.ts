@@ -26,7 +26,7 @@ const NOOP_TRACER_PROVIDER = new ProxyTracerProvider().getDelegate();
  * Whether a span or a trace header can come of a call: a tracer provider or a propagator was
  * registered (by an SDK). Asked per call, since one may be registered at any time.
  */
-export function tracingActive(): boolean {
+function tracingActive(): boolean {
   const provider = trace.getTracerProvider();
   const noTracer = provider instanceof ProxyTracerProvider && provider.getDelegate() === NOOP_TRACER_PROVIDER;
   return !noTracer || propagation.fields().length > 0;
