@@ -42,11 +42,11 @@ function callFor(input: CallInput, model: string): CallRequest {
   if (model === input.call.model) return input.call;
   const json = { ...(JSON.parse(input.call.body.toString('utf8')) as Record<string, unknown>), model };
   const body = Buffer.from(JSON.stringify(json));
-  // The body already asks for stream usage when we added it: keep hiding that chunk.
-  return {
-    ...parseCallRequest(input.route.operation, json, body),
-    stripUsageChunk: input.call.stripUsageChunk,
-  };
+  // The body already asks for stream usage when we added it: keep hiding that chunk. Set on the
+  // parsed call, not spread into a copy: a spread would count its (lazy) inputTokens here.
+  const call = parseCallRequest(input.route.operation, json, body);
+  call.stripUsageChunk = input.call.stripUsageChunk;
+  return call;
 }
 
 /** The provider's refusal, passed on as it came. */
