@@ -11,8 +11,29 @@ import type { LimitPlan, StoredRequest } from './store.ts';
 /** Limit definitions by id, as JSON: sent along with the requests that name them. */
 export type Definitions = Record<string, string>;
 
+/**
+ * T when the fields named in Sent are all of T's, else never: a parameter of this type stops
+ * compiling when T gains a field the function does not send.
+ */
+type AllSent<T, Sent extends keyof T> = [Exclude<keyof T, Sent>] extends [never] ? T : never;
+
+type SentRequest = AllSent<
+  StoredRequest,
+  | 'id'
+  | 'budget'
+  | 'priority'
+  | 'weight'
+  | 'cost'
+  | 'agingMs'
+  | 'adaptation'
+  | 'leaseTimeoutMs'
+  | 'maxWaitMs'
+  | 'reserved'
+  | 'limits'
+>;
+
 /** A request as the script takes it; adds the definitions its limits name to `definitions`. */
-export function wireRequest(request: StoredRequest, definitions: Definitions): unknown[] {
+export function wireRequest(request: SentRequest, definitions: Definitions): unknown[] {
   const { reserved, adaptation } = request;
   const wire: unknown[] = [
     request.id,
@@ -38,21 +59,6 @@ export function wireRequest(request: StoredRequest, definitions: Definitions): u
   return wire;
 }
 
-/** Every field of a request: compiling fails here when StoredRequest gains one wireRequest leaves out. */
-export const REQUEST_FIELDS: Record<keyof StoredRequest, true> = {
-  id: true,
-  budget: true,
-  priority: true,
-  weight: true,
-  cost: true,
-  agingMs: true,
-  adaptation: true,
-  leaseTimeoutMs: true,
-  maxWaitMs: true,
-  reserved: true,
-  limits: true,
-};
-
 export interface Definition {
   id: string;
   json: string;
@@ -62,21 +68,23 @@ export interface Definition {
 const knownDefinitions = new Map<string, Definition>();
 const MAX_KNOWN_DEFINITIONS = 10_000;
 
-/** Every field of a definition: compiling fails here when LimitPlan gains one definitionOf leaves out. */
-export const DEFINITION_FIELDS: Record<Exclude<keyof LimitPlan, 'need'>, true> = {
-  key: true,
-  dimension: true,
-  amount: true,
-  windowMs: true,
-  bucketMs: true,
-  marginMs: true,
-  label: true,
-  scope: true,
-  model: true,
-  adaptive: true,
-};
+type DefinedPlan = AllSent<
+  LimitPlan,
+  | 'key'
+  | 'dimension'
+  | 'amount'
+  | 'windowMs'
+  | 'bucketMs'
+  | 'marginMs'
+  | 'label'
+  | 'scope'
+  | 'model'
+  | 'adaptive'
+  | 'need'
+>;
 
-export function definitionOf(plan: LimitPlan): Definition {
+/** A limit's definition: every field but `need` (which travels with each request). */
+export function definitionOf(plan: DefinedPlan): Definition {
   // A template string is several times cheaper than JSON of a copy, and this runs per limit per acquire.
   const { key, dimension, amount, windowMs, bucketMs, marginMs, label, scope, model, adaptive } = plan;
   const signature = `${key}\n${dimension}\n${amount}\n${windowMs}\n${bucketMs}\n${marginMs}\n${scope}\n${model}\n${adaptive}\n${label}`;
