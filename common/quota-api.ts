@@ -41,6 +41,19 @@ export interface Grant {
   leaseTimeoutMs: number;
   waitedMs: number;
   reserved: Reservation;
+  /**
+   * What the grant left free of its tightest limit, when it was granted at once (undefined for a
+   * grant that waited in the queue, or from a store that does not say). The sidecar holds spare
+   * leases only while this shows plenty of room (sidecar/quota/spare-leases.ts).
+   */
+  headroom?: Headroom | undefined;
+}
+
+export interface Headroom {
+  /** The smallest share of a limit's effective amount left free, 0..1. */
+  fraction: number;
+  /** How many more requests of the same size all limits would take right now. */
+  requests: number;
 }
 
 export const OUTCOMES = [
@@ -54,6 +67,8 @@ export const OUTCOMES = [
   'error',
   'cancelled',
   'notSent',
+  // A lease taken ahead of a call (a spare) that no call used: charged nothing, not even the request.
+  'unused',
 ] as const;
 export type Outcome = (typeof OUTCOMES)[number];
 

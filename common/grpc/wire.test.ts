@@ -1,6 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { InvalidRequestError } from '../errors/errors.ts';
-import { OUTCOMES, type AcquireInput, type SettleInput, type UsageSnapshot } from '../quota-api.ts';
+import {
+  OUTCOMES,
+  type AcquireInput,
+  type Grant,
+  type SettleInput,
+  type UsageSnapshot,
+} from '../quota-api.ts';
 import { loadQuotaProto } from './load-quota-proto.ts';
 import {
   acquireFromWire,
@@ -21,6 +27,7 @@ import {
   usageSnapshotToWire,
 } from './wire.ts';
 import type { AcquireRequest__Output } from '../../proto/gen/tokenlease/v1/AcquireRequest.ts';
+import type { AcquireResponse__Output } from '../../proto/gen/tokenlease/v1/AcquireResponse.ts';
 import type { SettleRequest__Output } from '../../proto/gen/tokenlease/v1/SettleRequest.ts';
 
 const acquire: AcquireInput = {
@@ -84,6 +91,34 @@ describe('wire conversions', () => {
       leaseId: 'x',
       usedSoFar: undefined,
     });
+  });
+
+  it("carries a direct grant's headroom, zeros included, and none for a grant from the queue", () => {
+    const grant = {
+      leaseId: 'llm/sim|abc',
+      expiresAtMs: 1_800_000_000_000,
+      leaseTimeoutMs: 120_000,
+      waitedMs: 0,
+      reserved: { requests: 1, inputTokens: 120, outputTokens: 400, totalTokens: 520 },
+    };
+    const roundTrip = (value: Grant) => grantFromWire(grantToWire(value) as AcquireResponse__Output);
+    const roomy = { ...grant, headroom: { fraction: 0.333333, requests: 1_000_000_000 } };
+    expect(roundTrip(roomy)).toStrictEqual(roomy);
+    // No room left is a headroom of zeros, not the absence of one.
+    const full = { ...grant, headroom: { fraction: 0, requests: 0 } };
+    expect(roundTrip(full)).toStrictEqual(full);
+    expect(grantToWire(grant).headroom).toBeNull();
+    expect('headroom' in roundTrip(grant)).toBe(false);
+  });
+
+  it("carries an unused spare's settle", () => {
+    const settle: SettleInput = {
+      leaseId: 'llm/sim|abc',
+      usage: { inputTokens: 0, outputTokens: 0 },
+      outcome: 'unused',
+    };
+    expect(settleToWire(settle).outcome).toBe('OUTCOME_UNUSED');
+    expect(settleFromWire(settleToWire(settle) as SettleRequest__Output)).toEqual(settle);
   });
 
   it('round-trips a usage snapshot', () => {
@@ -187,6 +222,7 @@ describe('wire conversions', () => {
       [{ usage: { input_tokens: 0, output_tokens: 1e12 } }, 'usage.output_tokens'],
       [{ outcome: 'OUTCOME_UNSPECIFIED' }, 'outcome'],
       [{ outcome: 42 as never }, 'outcome'],
+      [{ outcome: 12 as never }, 'outcome'],
       [{ retry_after_ms: -1 }, 'retry_after_ms'],
       [{ reset_at_ms: -1 }, 'reset_at_ms'],
     ];

@@ -168,6 +168,10 @@ function reservationFromWire(reservation: WireReservation | null | undefined): R
   };
 }
 
+/**
+ * A grant's headroom travels as a message, so that "none" (a grant from the queue) is the message
+ * left unset and reads back as undefined, while a set one with zeros means "no room left".
+ */
 export function grantToWire(grant: Grant): AcquireResponse {
   return {
     lease_id: grant.leaseId,
@@ -175,16 +179,21 @@ export function grantToWire(grant: Grant): AcquireResponse {
     lease_timeout_ms: grant.leaseTimeoutMs,
     waited_ms: grant.waitedMs,
     reserved: reservationToWire(grant.reserved),
+    headroom: grant.headroom
+      ? { fraction: grant.headroom.fraction, requests: grant.headroom.requests }
+      : null,
   };
 }
 
 export function grantFromWire(response: AcquireResponse__Output): Grant {
+  const headroom = response.headroom;
   return {
     leaseId: response.lease_id,
     expiresAtMs: response.expires_at_ms,
     leaseTimeoutMs: response.lease_timeout_ms,
     waitedMs: response.waited_ms,
     reserved: reservationFromWire(response.reserved),
+    ...(headroom ? { headroom: { fraction: headroom.fraction, requests: headroom.requests } } : {}),
   };
 }
 

@@ -8,6 +8,7 @@ import type { BudgetUsage as _tokenlease_v1_BudgetUsage, BudgetUsage__Output as 
 import type { CacheSavings as _tokenlease_v1_CacheSavings, CacheSavings__Output as _tokenlease_v1_CacheSavings__Output } from './tokenlease/v1/CacheSavings.ts';
 import type { GetUsageRequest as _tokenlease_v1_GetUsageRequest, GetUsageRequest__Output as _tokenlease_v1_GetUsageRequest__Output } from './tokenlease/v1/GetUsageRequest.ts';
 import type { GetUsageResponse as _tokenlease_v1_GetUsageResponse, GetUsageResponse__Output as _tokenlease_v1_GetUsageResponse__Output } from './tokenlease/v1/GetUsageResponse.ts';
+import type { Headroom as _tokenlease_v1_Headroom, Headroom__Output as _tokenlease_v1_Headroom__Output } from './tokenlease/v1/Headroom.ts';
 import type { HeartbeatRequest as _tokenlease_v1_HeartbeatRequest, HeartbeatRequest__Output as _tokenlease_v1_HeartbeatRequest__Output } from './tokenlease/v1/HeartbeatRequest.ts';
 import type { HeartbeatResponse as _tokenlease_v1_HeartbeatResponse, HeartbeatResponse__Output as _tokenlease_v1_HeartbeatResponse__Output } from './tokenlease/v1/HeartbeatResponse.ts';
 import type { LimitUsage as _tokenlease_v1_LimitUsage, LimitUsage__Output as _tokenlease_v1_LimitUsage__Output } from './tokenlease/v1/LimitUsage.ts';
@@ -35,6 +36,7 @@ export interface ProtoGrpcType {
       CacheSavings: MessageTypeDefinition<_tokenlease_v1_CacheSavings, _tokenlease_v1_CacheSavings__Output>
       GetUsageRequest: MessageTypeDefinition<_tokenlease_v1_GetUsageRequest, _tokenlease_v1_GetUsageRequest__Output>
       GetUsageResponse: MessageTypeDefinition<_tokenlease_v1_GetUsageResponse, _tokenlease_v1_GetUsageResponse__Output>
+      Headroom: MessageTypeDefinition<_tokenlease_v1_Headroom, _tokenlease_v1_Headroom__Output>
       HeartbeatRequest: MessageTypeDefinition<_tokenlease_v1_HeartbeatRequest, _tokenlease_v1_HeartbeatRequest__Output>
       HeartbeatResponse: MessageTypeDefinition<_tokenlease_v1_HeartbeatResponse, _tokenlease_v1_HeartbeatResponse__Output>
       LimitUsage: MessageTypeDefinition<_tokenlease_v1_LimitUsage, _tokenlease_v1_LimitUsage__Output>

@@ -62,6 +62,10 @@ describe('redis store batching', () => {
       for (const reason of refused) expect(reason).toBeInstanceOf(CapacityExhaustedError);
       expect(new Set(granted.map((lease) => lease.leaseId)).size).toBe(5);
       expect(store.stats.scriptCalls).toBeLessThan(store.stats.operations);
+      // Each grant's headroom counts the grants before it in the batch, as calls one after another would.
+      expect(granted.map((lease) => lease.headroom)).toEqual(
+        [4, 3, 2, 1, 0].map((free) => ({ fraction: free / 5, requests: free })),
+      );
 
       const settled = await Promise.all(
         granted.map((lease) =>

@@ -175,6 +175,60 @@ export function describeEngineConformance(name: string, factory: EngineFactory):
         ]);
       });
 
+      it('charges nothing at all for an unused lease, not even its request, where notSent charges the request', async () => {
+        const engine = await engineWith(
+          budgetsWith(
+            '[{dimension: requests, amount: 10, window: 1m}, {dimension: inputTokens, amount: 500, window: 1m}, ' +
+              '{dimension: outputTokens, amount: 500, window: 1m}, {dimension: totalTokens, amount: 1000, window: 1m}, ' +
+              '{dimension: concurrency, amount: 3}]',
+          ),
+        );
+        // Some use already: the cap of team-b/batch and every provider limit hold something.
+        const held = await engine.acquire(request({ budget: 'team-b/batch' }));
+        const snapshot = async () => {
+          const provider = (await engine.usage(PROVIDER)).providers[0]!;
+          return { limits: provider.limits, inFlight: provider.inFlight, budgets: provider.budgets };
+        };
+        const before = await snapshot();
+        const spare = await engine.acquire(request({ budget: 'team-b/batch', inputTokens: 40 }));
+        const settled = await engine.settle({
+          leaseId: spare.leaseId,
+          // Whatever usage or headers come with it, an unused lease teaches and charges nothing.
+          usage: ok,
+          outcome: 'unused',
+          rateLimits: [{ dimension: 'requests', limit: 4, remaining: 0 }],
+        });
+        const nothing = { requests: 0, inputTokens: 0, outputTokens: 0, totalTokens: 0 };
+        expect(settled).toEqual({ status: 'settled', charged: nothing, settledAtMs: now });
+        await expect(
+          engine.settle({ leaseId: spare.leaseId, usage: ok, outcome: 'unused' }),
+        ).resolves.toMatchObject({ status: 'alreadySettled', charged: nothing });
+        const after = await snapshot();
+        // Every window, cap and slot as before the spare's acquire; only its grant is counted.
+        expect(after.limits).toEqual(before.limits);
+        expect(after.inFlight).toBe(before.inFlight);
+        expect(after.budgets).toEqual(
+          before.budgets.map((entry) =>
+            entry.budget === 'team-b/batch' ? { ...entry, granted: entry.granted + 1 } : entry,
+          ),
+        );
+        // The same lease settled notSent keeps its request (and is counted as an outcome).
+        const unsent = await engine.acquire(request({ budget: 'team-b/batch', inputTokens: 40 }));
+        await engine.settle({ leaseId: unsent.leaseId, usage: ok, outcome: 'notSent' });
+        const used = (limits: typeof before.limits) =>
+          limits.map((limit) => [limit.scope, limit.dimension, limit.used]);
+        expect(used((await snapshot()).limits)).toEqual(
+          used(before.limits).map(([scope, dimension, value]) => [
+            scope,
+            dimension,
+            dimension === 'requests' ? (value as number) + 1 : value,
+          ]),
+        );
+        const batch = (await snapshot()).budgets.find((entry) => entry.budget === 'team-b/batch')!;
+        expect(batch.refusals).toEqual({ notSent: 1 });
+        await engine.settle({ leaseId: held.leaseId, usage: ok, outcome: 'ok' });
+      });
+
       it('is all or nothing: a request refused by one limit takes nothing from the others', async () => {
         const engine = await engineWith(
           budgetsWith(
@@ -346,6 +400,76 @@ export function describeEngineConformance(name: string, factory: EngineFactory):
           },
           { budget: 'team-b/batch', inFlight: 0, waiters: 0, granted: 1, rejected: 0, refusals: {} },
         ]);
+      });
+    });
+
+    describe('headroom', () => {
+      it('tells a direct grant what its tightest limit has left: the smallest free share, and how many more such requests fit', async () => {
+        const engine = await engineWith(
+          budgetsWith(
+            '[{dimension: requests, amount: 10, window: 1m}, {dimension: totalTokens, amount: 2000, window: 1m}, ' +
+              '{dimension: concurrency, amount: 20}]',
+          ),
+        );
+        const big = request({ inputTokens: 100, maxOutputTokens: 200 });
+        for (let i = 0; i < 3; i++) await engine.acquire(big);
+        // After this grant: requests 4 of 10 (6 free, 0.6), tokens 1200 of 2000 (800 free, 0.4,
+        // two more of 300), slots 4 of 20 (0.8, 16 more). The tokens are tightest on both counts.
+        expect((await engine.acquire(big)).headroom).toEqual({ fraction: 0.4, requests: 2 });
+        // A small request: tokens 1210 of 2000 leave the smallest share (790 free, 0.395), while
+        // the requests limit (5 free) bounds how many more fit.
+        expect((await engine.acquire(request({ inputTokens: 10, maxOutputTokens: 0 }))).headroom).toEqual({
+          fraction: 0.395,
+          requests: 5,
+        });
+      });
+
+      it('counts concurrency and a budget cap, and says when nothing is left', async () => {
+        const engine = await engineWith(budgetsWith('[{dimension: concurrency, amount: 8}]'));
+        await engine.acquire(request());
+        // 2 slots of 8 in use after this grant: 6 free.
+        expect((await engine.acquire(request())).headroom).toEqual({ fraction: 0.75, requests: 6 });
+        // team-b/batch's cap of 2 requests a minute is tighter than the slots (5 of 8 free): 1 of 2 left.
+        expect((await engine.acquire(request({ budget: 'team-b/batch' }))).headroom).toEqual({
+          fraction: 0.5,
+          requests: 1,
+        });
+        // The cap's last request: no room at all (zeros, not the absence of a headroom).
+        expect((await engine.acquire(request({ budget: 'team-b/batch' }))).headroom).toEqual({
+          fraction: 0,
+          requests: 0,
+        });
+      });
+
+      it('measures against the effective amount an adaptive limit learned', async () => {
+        const engine = await engineWith(budgetsWith('[{dimension: requests, amount: 100, window: 1m}]'));
+        const lease = await engine.acquire(request());
+        expect(lease.headroom).toEqual({ fraction: 0.99, requests: 99 });
+        await engine.settle({
+          leaseId: lease.leaseId,
+          usage: ok,
+          outcome: 'ok',
+          rateLimits: [{ dimension: 'requests', limit: 40 }],
+        });
+        // 40 in force, 1 used, 1 this grant: 38 free.
+        expect((await engine.acquire(request())).headroom).toEqual({ fraction: 0.95, requests: 38 });
+      });
+
+      it('rounds the share to millionths and reports an unbounded count when no limit counts the request', async () => {
+        const engine = await engineWith(
+          budgetsWith(
+            '[{dimension: inputTokens, amount: 3, window: 1m}, {dimension: outputTokens, amount: 7, window: 1m}]',
+          ),
+        );
+        // 1 of 3 input tokens and no output token: 2/3 free; the output limit needs nothing.
+        expect((await engine.acquire(request({ inputTokens: 1, maxOutputTokens: 0 }))).headroom).toEqual({
+          fraction: 0.666667,
+          requests: 2,
+        });
+        expect((await engine.acquire(request({ inputTokens: 0, maxOutputTokens: 0 }))).headroom).toEqual({
+          fraction: 0.666667,
+          requests: 1e9,
+        });
       });
     });
 
@@ -875,6 +999,18 @@ spec: {providerRef: {name: acme, namespace: llm}}
         await engine.settle({ leaseId: first.leaseId, usage: ok, outcome: 'ok' });
         const second = await waiting;
         expect(second.waitedMs).toBeGreaterThanOrEqual(40);
+      });
+
+      it('gives no headroom to a grant from the queue', async () => {
+        const engine = await engineWith(budgetsWith('[{dimension: concurrency, amount: 1}]'), false);
+        const first = await engine.acquire(request());
+        expect(first.headroom).toEqual({ fraction: 0, requests: 0 });
+        const waiting = engine.acquire(request({ maxWaitMs: 5_000 }));
+        await sleep(30);
+        await engine.settle({ leaseId: first.leaseId, usage: ok, outcome: 'unused' });
+        const second = await waiting;
+        expect(second.leaseId).not.toBe(first.leaseId);
+        expect(second.headroom).toBeUndefined();
       });
 
       it('grants waiters in arrival order', async () => {

@@ -148,7 +148,9 @@ export class StoreLeaseEngine implements LeaseEngine {
       })
       .finally(() => this.#inFlight.delete(id));
     this.#granted(input.provider, result.grantedIds);
-    if (result.kind === 'granted') return grantOf(result.lease, profile.fields.leaseTimeoutMs);
+    if (result.kind === 'granted') {
+      return { ...grantOf(result.lease, profile.fields.leaseTimeoutMs), headroom: result.headroom };
+    }
     if (result.kind === 'rejected') {
       throw new CapacityExhaustedError(Math.max(1, result.retryAtMs - result.nowMs), result.limit);
     }
@@ -432,6 +434,7 @@ export class StoreLeaseEngine implements LeaseEngine {
   }
 }
 
+/** A lease as granted; a direct grant adds its headroom (one from the queue has none: it is stale by then). */
 function grantOf(lease: StoredLease, leaseTimeoutMs: number): Grant {
   return {
     leaseId: lease.id,

@@ -31,6 +31,9 @@ local PACE_FREE_SHARE, PACE_BURST_SHARE, PACE_MAX_WINDOW_MS = 0.25, 0.02, 60000
 -- run at most once per SWEEP_MS.
 local SLICE_MS, SWEEP_MS = 5000, 1000
 local INF = 1e300
+-- A direct grant's headroom (store.ts HEADROOM_*): the requests figure when no limit bounds them,
+-- and the share's rounding (to millionths, as the JSON reply would cut it at 14 digits anyway).
+local HEADROOM_UNBOUNDED_REQUESTS, HEADROOM_FRACTION_STEP = 1e9, 1e6
 
 -- Write-back cache --------------------------------------------------------------------------
 -- Each redis.call costs a few microseconds, most of a small operation's time. Hash fields,
@@ -612,13 +615,28 @@ local function prime_limits(plans, charges)
   if #fields > 0 then hprime(KM, fields) end
 end
 
+-- Narrows the headroom a grant now would leave (hf: smallest free share, hr: how many more requests
+-- of this size fit) by a limit of `limit` holding `used` before the grant (store.ts narrowHeadroom).
+local function narrow_headroom(result, limit, used, need)
+  local free = limit - used - need
+  if free < 0 then free = 0 end
+  local share = 0
+  if limit > 0 then share = free / limit end
+  if share < result.hf then result.hf = share end
+  if need > 0 then
+    local more = math.floor(free / need)
+    if more < result.hr then result.hr = more end
+  end
+end
+
 local function fit(req, pace)
-  local result = { fits = true, at = now, conc = false, limit = '' }
+  local result = { fits = true, at = now, conc = false, limit = '', hf = 1, hr = HEADROOM_UNBOUNDED_REQUESTS }
   prime_limits(req.limits)
   for _, plan in ipairs(req.limits) do
     local limit = amount(plan)
     if plan.windowMs == 0 then
       local used = hnum(KM, 'c|' .. plan.key) or 0
+      narrow_headroom(result, limit, used, plan.need)
       if used + plan.need > limit then
         result.fits = false
         result.conc = true
@@ -626,6 +644,7 @@ local function fit(req, pace)
       end
     else
       local total, floor = window(plan)
+      narrow_headroom(result, limit, total, plan.need)
       local excess = total + plan.need - limit
       if excess <= 0 and pace and paced_grant(req.budget, plan, limit, total) then
         local at = paced_at(plan, limit)
@@ -755,7 +774,9 @@ local function release(rec)
   count('bi:' .. rec.req.budget, -1)
 end
 
+-- What an outcome charges (store.ts chargeFor): an unsent call its request, an unused lease nothing.
 local function charge_for(dim, input, output, outcome)
+  if outcome == 'unused' then return 0 end
   if dim == 'requests' then return 1 end
   if outcome == 'notSent' then return 0 end
   if dim == 'inputTokens' then return input end
@@ -1052,8 +1073,9 @@ ops.acquire = function(a)
     local rec = new_record(req, now)
     grant(rec, false)
     save(rec)
-    -- The caller knows the rest of the lease (see redis-store.ts).
-    return { kind = 'granted', nowMs = now, expiresAtMs = rec.ea }
+    -- The caller knows the rest of the lease (see redis-store.ts); hf, hr: the headroom left.
+    return { kind = 'granted', nowMs = now, expiresAtMs = rec.ea,
+      hf = math.floor(f.hf * HEADROOM_FRACTION_STEP + 0.5) / HEADROOM_FRACTION_STEP, hr = f.hr }
   end
   local retry, limit = retry_at(f), f.limit
   if cu > 0 and cu >= f.at then retry, limit = cu, 'closed: ' .. cr end
@@ -1086,11 +1108,15 @@ ops.settle = function(a)
   for _, charge in ipairs(rec.win) do recharge(rec, charge, charge_for(charge.d, input, output, outcome)) end
   local was_active = rec.st == 'active'
   if was_active then release(rec) else zrem(KG, id) end
-  if outcome ~= 'ok' then count('o:' .. rec.req.budget .. ':' .. outcome, 1) end
-  local observations = {}
-  if a[7] ~= '' then observations = cjson.decode(a[7]) end
-  adapt(rec, outcome, retry_after, reset_at, observations)
-  local charged = { requests = 1, inputTokens = charge_for('inputTokens', input, output, outcome),
+  -- A spare lease no call used is no upstream outcome and teaches nothing (store.ts).
+  if outcome ~= 'ok' and outcome ~= 'unused' then count('o:' .. rec.req.budget .. ':' .. outcome, 1) end
+  if outcome ~= 'unused' then
+    local observations = {}
+    if a[7] ~= '' then observations = cjson.decode(a[7]) end
+    adapt(rec, outcome, retry_after, reset_at, observations)
+  end
+  local charged = { requests = charge_for('requests', input, output, outcome),
+    inputTokens = charge_for('inputTokens', input, output, outcome),
     outputTokens = charge_for('outputTokens', input, output, outcome),
     totalTokens = charge_for('totalTokens', input, output, outcome) }
   -- Only the answer to a repeated settle is kept.

@@ -3,14 +3,17 @@
  * Redis store's Lua script mirrors structure for structure (see store.ts for the model). Both
  * pass engine-conformance.ts.
  */
-import type { RateLimitObservation, Reservation, TokenUsage } from '../../../common/quota-api.ts';
+import type { Headroom, RateLimitObservation, Reservation, TokenUsage } from '../../../common/quota-api.ts';
 import {
   budgetCounters,
   chargeFor,
   chargedOf,
+  countsAsUpstreamOutcome,
   DEFAULT_CLOSE_MS,
+  fullHeadroom,
   GC_BATCH,
   MAX_CLOSE_MS,
+  narrowHeadroom,
   pacedAtMs,
   pacedGrant,
   pacedLimit,
@@ -20,7 +23,9 @@ import {
   PUMP_BATCH,
   RATE_BACKOFF,
   RECORD_GRACE_MS,
+  roundedHeadroom,
   SETTLED_GRACE_MS,
+  teachesLimits,
   tierOf,
   TOKEN_HEADER_TOLERANCE,
   windowSpanMs,
@@ -134,6 +139,8 @@ interface Fit {
   /** Blocked by a concurrency limit (frees on settle or expiry, not on a schedule). */
   concurrencyBound: boolean;
   limit: string;
+  /** What a grant now would leave free (meaningful only when it fits). */
+  headroom: Headroom;
 }
 
 export interface MemoryStoreOptions {
@@ -179,7 +186,13 @@ export class MemoryLeaseStore implements LeaseStore {
         const record = this.#newRecord(request, now, now);
         state.records.set(request.id, record);
         this.#grant(state, record, now, false);
-        return { kind: 'granted', nowMs: now, lease: leaseOf(record), grantedIds };
+        return {
+          kind: 'granted',
+          nowMs: now,
+          lease: leaseOf(record),
+          headroom: roundedHeadroom(fit.headroom),
+          grantedIds,
+        };
       }
       let retryAtMs = retryAt(fit, now);
       let limit = fit.limit;
@@ -240,8 +253,9 @@ export class MemoryLeaseStore implements LeaseStore {
       record.settledAtMs = now;
       state.forgetAt.delete(command.leaseId);
       setInOrder(state.forgetSettled, command.leaseId, now + SETTLED_GRACE_MS);
-      if (command.outcome !== 'ok') this.#count(state, `o:${record.request.budget}:${command.outcome}`, 1);
-      this.#adapt(state, record, command, now);
+      if (countsAsUpstreamOutcome(command.outcome))
+        this.#count(state, `o:${record.request.budget}:${command.outcome}`, 1);
+      if (teachesLimits(command.outcome)) this.#adapt(state, record, command, now);
       // Only the answer to a repeated settle is kept.
       state.records.delete(command.leaseId);
       state.settled.set(command.leaseId, { charged: record.charged, settledAtMs: now });
@@ -434,11 +448,19 @@ export class MemoryLeaseStore implements LeaseStore {
 
   /** Also notes the paced window limits that hold the request back (they are contended). */
   #fit(state: ProviderState, request: StoredRequest, now: number, pace: boolean): Fit {
-    const fit: Fit = { fits: true, atMs: now, concurrencyBound: false, limit: '' };
+    const fit: Fit = {
+      fits: true,
+      atMs: now,
+      concurrencyBound: false,
+      limit: '',
+      headroom: fullHeadroom(),
+    };
     for (const plan of request.limits) {
       const amount = this.#amount(state, plan);
       if (plan.windowMs === 0) {
-        if ((state.concurrency.get(plan.key) ?? 0) + plan.need > amount) {
+        const inUse = state.concurrency.get(plan.key) ?? 0;
+        narrowHeadroom(fit.headroom, amount, inUse, plan.need);
+        if (inUse + plan.need > amount) {
           fit.fits = false;
           fit.concurrencyBound = true;
           if (fit.limit === '') fit.limit = plan.label;
@@ -446,6 +468,7 @@ export class MemoryLeaseStore implements LeaseStore {
         continue;
       }
       const window = this.#window(state, plan, now);
+      narrowHeadroom(fit.headroom, amount, window.total, plan.need);
       const excess = window.total + plan.need - amount;
       if (excess <= 0) {
         if (!pace || !this.#paced(state, request, plan, amount, window.total, now)) continue;

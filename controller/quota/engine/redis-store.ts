@@ -277,7 +277,7 @@ export class RedisLeaseStore implements LeaseStore {
     const result = await this.#batched<StoreAcquireResult | DirectGrant>(provider, 'acquire', [request]);
     if (result.kind !== 'granted' || 'lease' in result) return result;
     // A direct grant's reply holds only what the script decided; the rest is the request's.
-    const { expiresAtMs, ...rest } = result;
+    const { expiresAtMs, hf, hr, ...rest } = result;
     const lease = {
       id: request.id,
       budget: request.budget,
@@ -286,7 +286,7 @@ export class RedisLeaseStore implements LeaseStore {
       expiresAtMs,
       reserved: request.reserved,
     };
-    return { ...rest, lease };
+    return { ...rest, lease, headroom: { fraction: hf, requests: hr } };
   }
 
   async settle(provider: string, command: SettleCommand): Promise<StoreSettleResult> {
@@ -367,8 +367,11 @@ export class RedisLeaseStore implements LeaseStore {
   }
 }
 
-/** The script's reply to a direct grant: the caller fills in the lease from its request. */
-type DirectGrant = Granting & { kind: 'granted'; nowMs: number; expiresAtMs: number };
+/**
+ * The script's reply to a direct grant: the caller fills in the lease from its request. hf and hr:
+ * the headroom's fraction and requests (store.ts narrowHeadroom).
+ */
+type DirectGrant = Granting & { kind: 'granted'; nowMs: number; expiresAtMs: number; hf: number; hr: number };
 
 /** The script's reply to a settle: `charged` only when repeated. */
 type SettleReply =

@@ -15,7 +15,13 @@
  * - While budgets share a provider's rate window, it is paced (see PACE_FREE_SHARE below).
  */
 import type { Dimension } from '../../../common/budgets/types.ts';
-import type { Outcome, RateLimitObservation, Reservation, TokenUsage } from '../../../common/quota-api.ts';
+import type {
+  Headroom,
+  Outcome,
+  RateLimitObservation,
+  Reservation,
+  TokenUsage,
+} from '../../../common/quota-api.ts';
 
 export interface LimitPlan {
   /** Stable id of the limit: counts survive edits of its amount. */
@@ -75,7 +81,7 @@ export interface Granting {
 
 export type StoreAcquireResult = Granting &
   (
-    | { kind: 'granted'; nowMs: number; lease: StoredLease }
+    | { kind: 'granted'; nowMs: number; lease: StoredLease; headroom: Headroom }
     | { kind: 'queued'; nowMs: number; wakeAtMs: number }
     | { kind: 'rejected'; nowMs: number; retryAtMs: number; limit: string }
   );
@@ -165,8 +171,9 @@ export interface LeaseStore {
   close(): Promise<void>;
 }
 
-/** What an outcome charges: an unsent call costs only its request. */
+/** What an outcome charges: an unsent call costs only its request, an unused lease nothing at all. */
 export function chargeFor(dimension: Dimension, usage: TokenUsage, outcome: Outcome): number {
+  if (outcome === 'unused') return 0;
   if (dimension === 'requests') return 1;
   if (outcome === 'notSent') return 0;
   switch (dimension) {
@@ -184,10 +191,54 @@ export function chargeFor(dimension: Dimension, usage: TokenUsage, outcome: Outc
 /** What a settled lease was charged, by dimension. */
 export function chargedOf(usage: TokenUsage, outcome: SettleCommand['outcome']): Reservation {
   return {
-    requests: 1,
+    requests: chargeFor('requests', usage, outcome),
     inputTokens: chargeFor('inputTokens', usage, outcome),
     outputTokens: chargeFor('outputTokens', usage, outcome),
     totalTokens: chargeFor('totalTokens', usage, outcome),
+  };
+}
+
+/**
+ * Outcomes counted per budget (the `o:` counters GetUsage reports as refusals): what the provider
+ * or the call did. Not `ok`, and not `unused`: a spare lease no call took never reached anyone.
+ */
+export function countsAsUpstreamOutcome(outcome: Outcome): boolean {
+  return outcome !== 'ok' && outcome !== 'unused';
+}
+
+/** What the adaptive limits and closures learn from: everything but a lease no call used. */
+export function teachesLimits(outcome: Outcome): boolean {
+  return outcome !== 'unused';
+}
+
+/**
+ * A direct grant's headroom (see Headroom in common/quota-api.ts): over the request's limits, the
+ * smallest free share of a limit's effective amount once the grant is counted, and how many more
+ * requests of the same size would fit now. Both stores compute it in their fit check, from the
+ * amounts and use it reads anyway, and round the share to millionths: the Redis script's JSON reply
+ * keeps 14 significant digits, so rounding is what makes the two stores answer the same.
+ */
+export const HEADROOM_UNBOUNDED_REQUESTS = 1e9;
+export const HEADROOM_FRACTION_STEP = 1e6;
+
+/** Headroom with no limit counted yet: everything free. */
+export function fullHeadroom(): Headroom {
+  return { fraction: 1, requests: HEADROOM_UNBOUNDED_REQUESTS };
+}
+
+/** Narrows `headroom` by a limit of `amount` that holds `used` before a grant of `need`. */
+export function narrowHeadroom(headroom: Headroom, amount: number, used: number, need: number): void {
+  const free = Math.max(0, amount - used - need);
+  const fraction = amount > 0 ? free / amount : 0;
+  if (fraction < headroom.fraction) headroom.fraction = fraction;
+  if (need > 0) headroom.requests = Math.min(headroom.requests, Math.floor(free / need));
+}
+
+/** The share as a store answers it: to the nearest millionth (lease-store.lua does the same). */
+export function roundedHeadroom(headroom: Headroom): Headroom {
+  return {
+    fraction: Math.floor(headroom.fraction * HEADROOM_FRACTION_STEP + 0.5) / HEADROOM_FRACTION_STEP,
+    requests: headroom.requests,
   };
 }
 

@@ -377,6 +377,56 @@ export function describeQuotaGrpcService(name: string, factory: EngineFactory): 
         });
       });
 
+      it("carries a direct grant's headroom (none for a grant from the queue) and settles OUTCOME_UNUSED for nothing", async () => {
+        const threeSlots = BUDGETS.replace(
+          '{dimension: concurrency, amount: 1}',
+          '{dimension: concurrency, amount: 3}',
+        );
+        const engine = await factory.create(buildBudgetSet(parseBudgetsYaml(threeSlots, 'test')));
+        const { client, raw } = await setup({ engine });
+        const first = await client.acquire(request());
+        // Slots are tightest: 1 of 3 in use leaves 2/3 free (the tokens 9700 of 10000).
+        expect(first.headroom).toEqual({ fraction: 0.666667, requests: 2 });
+        const second = await client.acquire(request());
+        const { error: noError, value } = await rawCall(raw, 'Acquire', wireRequest());
+        expect(noError).toBeNull();
+        // No room left travels as a set headroom of zeros.
+        expect((value as { headroom: unknown }).headroom).toEqual({ fraction: 0, requests: 0 });
+        const third = value as { lease_id: string };
+        const waiting = client.acquire(request({ maxWaitMs: 30_000 }));
+        await vi.waitFor(async () => expect(await waitersOf(client)).toBe(1));
+
+        const nothing = { requests: 0, inputTokens: 0, outputTokens: 0, totalTokens: 0 };
+        await expect(
+          client.settle({
+            leaseId: first.leaseId,
+            usage: { inputTokens: 0, outputTokens: 0 },
+            outcome: 'unused',
+          }),
+        ).resolves.toMatchObject({ status: 'settled', charged: nothing });
+        const queued = await waiting;
+        expect(queued.headroom).toBeUndefined();
+        const acme = (await client.usage(PROVIDER)).providers[0]!;
+        // The spare's request went back; the other three leases hold theirs.
+        expect(acme.limits.find((l) => l.dimension === 'requests' && l.scope === 'provider')?.used).toBe(3);
+        expect(acme.budgets.find((b) => b.budget === BUDGET)?.refusals).toEqual({});
+
+        // By number on the raw wire: 11 is OUTCOME_UNUSED; a number the enum lacks stays a bad field.
+        const usage = { input_tokens: 0, output_tokens: 0 };
+        const unknown = await rawCall(raw, 'Settle', { lease_id: second.leaseId, usage, outcome: 12 });
+        expect(unknown.error?.code).toBe(status.INVALID_ARGUMENT);
+        expect(trailer(unknown.error, TRAILER.field)).toBe('outcome');
+        const unused = await rawCall(raw, 'Settle', { lease_id: second.leaseId, usage, outcome: 11 });
+        expect(unused.error).toBeNull();
+        expect(unused.value).toMatchObject({
+          status: 'SETTLE_STATUS_SETTLED',
+          charged: { requests: 0, input_tokens: 0, output_tokens: 0, total_tokens: 0 },
+        });
+        for (const leaseId of [third.lease_id, queued.leaseId])
+          await client.settle({ leaseId, usage: { inputTokens: 0, outputTokens: 0 }, outcome: 'unused' });
+        expect((await client.usage(PROVIDER)).providers[0]!.limits.map((l) => l.used)).toEqual([0, 0, 0]);
+      });
+
       it("bounds an Acquire's wait by the call's deadline, answering RESOURCE_EXHAUSTED before it", async () => {
         const { raw, client } = await setup();
         await client.acquire(request());

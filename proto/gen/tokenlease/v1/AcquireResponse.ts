@@ -2,6 +2,7 @@
 // Original file: tokenlease/v1/quota.proto
 
 import type { Reservation as _tokenlease_v1_Reservation, Reservation__Output as _tokenlease_v1_Reservation__Output } from '../../tokenlease/v1/Reservation.ts';
+import type { Headroom as _tokenlease_v1_Headroom, Headroom__Output as _tokenlease_v1_Headroom__Output } from '../../tokenlease/v1/Headroom.ts';
 import type { Long } from '@grpc/proto-loader';
 
 export interface AcquireResponse {
@@ -16,6 +17,10 @@ export interface AcquireResponse {
   'lease_timeout_ms'?: (number | string | Long);
   'waited_ms'?: (number | string | Long);
   'reserved'?: (_tokenlease_v1_Reservation | null);
+  /**
+   * Set only on a grant made at once; unset on one that waited in the queue (stale by then).
+   */
+  'headroom'?: (_tokenlease_v1_Headroom | null);
 }
 
 export interface AcquireResponse__Output {
@@ -30,4 +35,8 @@ export interface AcquireResponse__Output {
   'lease_timeout_ms': (number);
   'waited_ms': (number);
   'reserved': (_tokenlease_v1_Reservation__Output | null);
+  /**
+   * Set only on a grant made at once; unset on one that waited in the queue (stale by then).
+   */
+  'headroom': (_tokenlease_v1_Headroom__Output | null);
 }

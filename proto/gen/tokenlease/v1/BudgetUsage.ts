@@ -11,7 +11,7 @@ export interface BudgetUsage {
   'granted'?: (number | string | Long);
   'rejected'?: (number | string | Long);
   /**
-   * upstream refusals by outcome
+   * upstream outcomes by name (refusedRate, notSent, ...; never ok, unused)
    */
   'refusals'?: ({[key: string]: number | string | Long});
   /**
@@ -27,7 +27,7 @@ export interface BudgetUsage__Output {
   'granted': (number);
   'rejected': (number);
   /**
-   * upstream refusals by outcome
+   * upstream outcomes by name (refusedRate, notSent, ...; never ok, unused)
    */
   'refusals': ({[key: string]: number});
   /**

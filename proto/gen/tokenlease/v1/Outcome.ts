@@ -40,6 +40,10 @@ export const Outcome = {
    * never reached the provider: everything but the request is refunded
    */
   OUTCOME_NOT_SENT: 'OUTCOME_NOT_SENT',
+  /**
+   * a spare lease no call used: nothing is charged, not even the request
+   */
+  OUTCOME_UNUSED: 'OUTCOME_UNUSED',
 } as const;
 
 export type Outcome =
@@ -92,5 +96,10 @@ export type Outcome =
    */
   | 'OUTCOME_NOT_SENT'
   | 10
+  /**
+   * a spare lease no call used: nothing is charged, not even the request
+   */
+  | 'OUTCOME_UNUSED'
+  | 11
 
 export type Outcome__Output = typeof Outcome[keyof typeof Outcome]

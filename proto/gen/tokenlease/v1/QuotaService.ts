@@ -91,6 +91,7 @@ export interface QuotaServiceClient extends grpc.Client {
   
   /**
    * Charges the real usage against the reservation and frees the slot. Idempotent.
+   * OUTCOME_UNUSED refunds the whole reservation (a spare lease no call used).
    */
   Settle(argument: _tokenlease_v1_SettleRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_tokenlease_v1_SettleResponse__Output>): grpc.ClientUnaryCall;
   Settle(argument: _tokenlease_v1_SettleRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_tokenlease_v1_SettleResponse__Output>): grpc.ClientUnaryCall;
@@ -98,6 +99,7 @@ export interface QuotaServiceClient extends grpc.Client {
   Settle(argument: _tokenlease_v1_SettleRequest, callback: grpc.requestCallback<_tokenlease_v1_SettleResponse__Output>): grpc.ClientUnaryCall;
   /**
    * Charges the real usage against the reservation and frees the slot. Idempotent.
+   * OUTCOME_UNUSED refunds the whole reservation (a spare lease no call used).
    */
   settle(argument: _tokenlease_v1_SettleRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_tokenlease_v1_SettleResponse__Output>): grpc.ClientUnaryCall;
   settle(argument: _tokenlease_v1_SettleRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_tokenlease_v1_SettleResponse__Output>): grpc.ClientUnaryCall;
@@ -138,6 +140,7 @@ export interface QuotaServiceHandlers extends grpc.UntypedServiceImplementation 
   
   /**
    * Charges the real usage against the reservation and frees the slot. Idempotent.
+   * OUTCOME_UNUSED refunds the whole reservation (a spare lease no call used).
    */
   Settle: grpc.handleUnaryCall<_tokenlease_v1_SettleRequest__Output, _tokenlease_v1_SettleResponse>;
   
