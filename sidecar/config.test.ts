@@ -82,3 +82,16 @@ describe('response cache', () => {
     expect(() => loadConfig([...required, '--cache-memory-max', '1KiB'], {})).toThrow('--cache-memory-max');
   });
 });
+
+describe('spare leases', () => {
+  it('keeps 2 given back after 1 s by default, and refuses bad values', () => {
+    expect(loadConfig(required, {})).toMatchObject({ spareLeases: 2, spareIdleMs: 1_000 });
+    expect(
+      loadConfig([...required, '--spare-leases', '0'], { TOKENLEASE_SPARE_IDLE: '250ms' }),
+    ).toMatchObject({ spareLeases: 0, spareIdleMs: 250 });
+    for (const bad of ['-1', '1.5', '17', 'many'])
+      expect(() => loadConfig([...required, '--spare-leases', bad], {})).toThrow('--spare-leases');
+    expect(() => loadConfig([...required, '--spare-idle', '5'], {})).toThrow('--spare-idle');
+    expect(() => loadConfig(required, { TOKENLEASE_SPARE_IDLE: '2h' })).toThrow('TOKENLEASE_SPARE_IDLE');
+  });
+});

@@ -33,6 +33,10 @@ export interface SidecarConfig {
   cacheRedisUrl: string | undefined;
   /** Bound of the in-memory cache. */
   cacheMemoryMaxBytes: number;
+  /** Spare leases kept per provider, model, budget and priority, with a remote quota service. */
+  spareLeases: number;
+  /** A spare lease no call took for this long is given back. */
+  spareIdleMs: number;
   /** Environment for provider keys named by `credentials.env`. */
   env: Record<string, string | undefined>;
 }
@@ -56,6 +60,8 @@ const FIELDS = {
   'identity-token-file': ['TOKENLEASE_IDENTITY_TOKEN_FILE', undefined],
   'cache-redis': ['TOKENLEASE_CACHE_REDIS', undefined],
   'cache-memory-max': ['TOKENLEASE_CACHE_MEMORY_MAX', '64MiB'],
+  'spare-leases': ['TOKENLEASE_SPARE_LEASES', '2'],
+  'spare-idle': ['TOKENLEASE_SPARE_IDLE', '1s'],
 } as const satisfies Record<string, readonly [string, string | undefined]>;
 type Field = keyof typeof FIELDS;
 
@@ -136,6 +142,8 @@ const schema = z.object({
     .regex(/^rediss?:\/\/.+/, 'must be a redis:// or rediss:// URL')
     .optional(),
   'cache-memory-max': size(1024 * 1024, 64 * 1024 ** 3, '64MiB'),
+  'spare-leases': z.coerce.number().int().min(0).max(16),
+  'spare-idle': duration(10, 60_000),
 });
 
 /** The one reader of the sidecar's flags and environment. */
@@ -179,6 +187,8 @@ export function loadConfig(argv: readonly string[], env: Record<string, string |
     identityTokenFile: config['identity-token-file'],
     cacheRedisUrl: config['cache-redis'],
     cacheMemoryMaxBytes: config['cache-memory-max'],
+    spareLeases: config['spare-leases'],
+    spareIdleMs: config['spare-idle'],
     env,
   };
 }

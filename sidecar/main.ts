@@ -53,6 +53,13 @@ export interface StartSidecarOptions {
    */
   cacheStore?: CacheStore;
   cacheMemoryMaxBytes?: number;
+  /**
+   * Spare leases kept per provider, model, budget and priority (sidecar/quota/spare-leases.ts);
+   * 0 (default) keeps none. Worth it only when the quota service is remote.
+   */
+  spareLeases?: number;
+  /** A spare lease no call took for this long is given back. Default 1 s. */
+  spareIdleMs?: number;
   log?: (message: string, fields?: Record<string, unknown>) => void;
 }
 
@@ -115,6 +122,11 @@ export async function startSidecar(options: StartSidecarOptions): Promise<Runnin
         metrics.quotaErrors.inc({ operation });
       },
     },
+    spares: {
+      max: options.spareLeases ?? 0,
+      idleMs: options.spareIdleMs ?? 1_000,
+      onEvent: (event) => metrics.spareLeases.inc({ event }),
+    },
   });
   const agent = createUpstreamAgent({
     connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
@@ -158,7 +170,7 @@ export async function startSidecar(options: StartSidecarOptions): Promise<Runnin
     metrics,
     cacheMetrics,
     async close() {
-      gate.close();
+      await gate.close();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeIdleConnections();
@@ -195,6 +207,10 @@ Flags (environment variable in brackets):
   --cache-redis redis://host:6379  [TOKENLEASE_CACHE_REDIS] the response cache shared by every sidecar;
                                    a private in-memory cache when omitted (LLMBudget spec.cache enables it)
   --cache-memory-max 64MiB         [TOKENLEASE_CACHE_MEMORY_MAX] bound of the in-memory cache
+  --spare-leases 2                 [TOKENLEASE_SPARE_LEASES] leases taken ahead of calls from a remote
+                                   quota service, per provider, model and budget, while the account is
+                                   far from its limits (0: none)
+  --spare-idle 1s                  [TOKENLEASE_SPARE_IDLE] a spare lease no call took is given back after this
 `;
 
 function log(message: string, fields: Record<string, unknown> = {}): void {
@@ -313,6 +329,9 @@ export async function run(argv: readonly string[], env: Record<string, string | 
     secretsDir: config.secretsDir,
     cacheStore,
     cacheMemoryMaxBytes: config.cacheMemoryMaxBytes,
+    // In process, a lease costs no round trip: nothing to gain from taking one ahead.
+    spareLeases: config.quota.kind === 'grpc' ? config.spareLeases : 0,
+    spareIdleMs: config.spareIdleMs,
     log,
   }).catch(async (error: unknown) => {
     quota.close();

@@ -17,6 +17,7 @@ export interface SidecarMetrics {
   quotaReachable: Gauge;
   degradedRequests: Counter<'provider' | 'mode'>;
   quotaErrors: Counter<'operation'>;
+  spareLeases: Counter<'event'>;
 }
 
 export function createSidecarMetrics(): SidecarMetrics {
@@ -71,6 +72,12 @@ export function createSidecarMetrics(): SidecarMetrics {
       name: `${PREFIX}quota_errors_total`,
       help: 'Settle or Heartbeat calls that failed (the lease then expires on its own).',
       labelNames: ['operation'],
+      registers,
+    }),
+    spareLeases: new Counter({
+      name: `${PREFIX}spare_leases_total`,
+      help: 'Leases taken ahead of calls: taken by a call, returned unused, or refused (the account was busy).',
+      labelNames: ['event'],
       registers,
     }),
   };

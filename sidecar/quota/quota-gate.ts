@@ -8,6 +8,7 @@ import type { FailureMode } from '../../common/budgets/types.ts';
 import { StoreUnavailableError } from '../../common/errors/errors.ts';
 import type { AcquireInput, QuotaApi } from '../../common/quota-api.ts';
 import { HeldLease, type LeaseEvents } from './held-lease.ts';
+import { SpareLeases, type SpareLeasesOptions } from './spare-leases.ts';
 
 export type QuotaState = 'reachable' | 'unreachable';
 
@@ -24,6 +25,8 @@ export interface QuotaGateOptions {
   /** A call was served in a failure mode. */
   onDegraded?: (mode: FailureMode, provider: string) => void;
   leaseEvents?: LeaseEvents;
+  /** Keep spare leases taken ahead of calls (worth it only when the quota service is remote). */
+  spares?: Omit<SpareLeasesOptions, 'quota'>;
 }
 
 function isUnavailable(error: unknown): boolean {
@@ -38,10 +41,14 @@ export class QuotaGate {
   #closed = false;
   /** The quota service as remote leases see it (built once, not per lease). */
   readonly #remoteForLease: QuotaApi;
+  readonly #spares: SpareLeases | undefined;
 
   constructor(options: QuotaGateOptions) {
     this.#options = options;
     this.#remoteForLease = this.#watchedRemote();
+    if (options.spares !== undefined && options.spares.max > 0) {
+      this.#spares = new SpareLeases({ ...options.spares, quota: this.#remoteForLease });
+    }
   }
 
   get state(): QuotaState {
@@ -56,8 +63,11 @@ export class QuotaGate {
   async acquire(input: AcquireInput): Promise<HeldLease> {
     const events = this.#options.leaseEvents;
     if (this.#state === 'reachable') {
+      const spare = this.#spares?.take(input);
+      if (spare !== undefined) return new HeldLease('remote', this.#remoteForLease, spare, events);
       try {
         const grant = await this.#options.remote.acquire(input);
+        this.#spares?.observe(input, grant);
         return new HeldLease('remote', this.#remoteForLease, grant, events);
       } catch (error) {
         if (!isUnavailable(error)) throw error;
@@ -119,8 +129,10 @@ export class QuotaGate {
     this.#options.onStateChange?.('reachable');
   }
 
-  close(): void {
+  /** Stops probing and gives back any spare leases. */
+  async close(): Promise<void> {
     this.#closed = true;
     if (this.#probe !== undefined) clearInterval(this.#probe);
+    await this.#spares?.close();
   }
 }
