@@ -98,6 +98,9 @@ beforeAll(async () => {
     BUDGET,
     '--quota',
     server.target,
+    // Spare leases are grants too (spare-leases.test.ts): without them, granted counts the calls.
+    '--spare-leases',
+    '0',
     '--cache-redis',
     redisUrl(),
   ]);

@@ -114,6 +114,11 @@ describe('spare leases through the gRPC quota service on Redis', () => {
       });
       const usage = (await client.usage('llm/sim')).providers[0]!;
       expect(usage.limits.find((limit) => limit.dimension === 'requests')?.used).toBe(40);
+      // Every spare is a grant: one per call, plus those given back unused.
+      const returned =
+        ((await spareEvents(sidecars[0]!)).returned ?? 0) + ((await spareEvents(sidecars[1]!)).returned ?? 0);
+      expect(returned).toBeGreaterThan(0);
+      expect(usage.budgets[0]!.granted).toBe(40 + returned);
     });
   });
 

@@ -96,7 +96,7 @@ export function createQuotaMetrics(engine: Pick<QuotaApi, 'usage'>): QuotaMetric
   });
   const grants = new Counter({
     name: `${PREFIX}grants_total`,
-    help: 'Leases granted, cluster-wide (counted in the store).',
+    help: 'Leases granted, cluster-wide (counted in the store); spare leases sidecars take ahead of calls included.',
     labelNames: budgetLabels,
     registers,
   });
