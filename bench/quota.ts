@@ -7,12 +7,17 @@
  *    own), with the client's unary and session transports, closed-loop at concurrency 1, 16 and
  *    64, then open-loop at half the measured maximum. `pairs/cpu-s` divides pairs by the server's
  *    own CPU seconds: the per-core figure, whatever else shares the machine.
- * Prints a table, then as the last line one JSON object for Redis over gRPC at concurrency 64.
+ * 3. the machine's floor at the Redis session's half-load rate: the same two round trips per pair
+ *    through a process that only relays each message to Redis as a PING (lib/redis-relay.ts), so
+ *    the half-load p99 can be read against what this machine gives any two-hop Node service.
+ * Prints a table, then as the last line one JSON object for Redis over gRPC at concurrency 64
+ * (with half_load_p99_ms and, measured in the same run, half_load_floor_p99_ms).
  * `-- --quick` finishes in under a minute.
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import { buildBudgetSet, parseBudgetsYaml } from '../common/budgets/load-budgets.ts';
@@ -20,7 +25,9 @@ import { createQuotaClient } from '../common/grpc/quota-client.ts';
 import type { QuotaApi } from '../common/quota-api.ts';
 import { createMemoryEngine, createRedisEngine, type LeaseEngine } from '../controller/quota/engine/index.ts';
 import { cpuSeconds, rssMb } from './lib/process-stats.ts';
+import { startCliProcess } from './lib/cli-process.ts';
 import { startQuotaServerProcess } from './lib/quota-server-process.ts';
+import { RelayClient } from './lib/redis-relay.ts';
 import { median, percentile, round, table } from './lib/stats.ts';
 
 const { values: flags } = parseArgs({
@@ -38,6 +45,7 @@ const SECONDS = QUICK ? 1.5 : 4;
 const CONCURRENCY = [1, 16, 64];
 const REDIS_URL = flags['redis-url']!;
 const PREFIX = `tlbench:${process.pid}:`;
+const RELAY = fileURLToPath(new URL('./lib/redis-relay.ts', import.meta.url));
 
 const BUDGETS_YAML = `
 apiVersion: tokenlease.io/v1alpha1
@@ -98,7 +106,12 @@ async function closedLoop(api: QuotaApi, concurrency: number, seconds: number): 
 }
 
 /** Open loop: pairs started at a fixed rate whatever the latency, so queueing shows in p99. */
-async function openLoop(api: QuotaApi, rate: number, seconds: number): Promise<Measure> {
+async function openLoop(
+  api: QuotaApi | (() => Promise<number>),
+  rate: number,
+  seconds: number,
+): Promise<Measure> {
+  const run = typeof api === 'function' ? api : () => pair(api);
   const latencies: number[] = [];
   const pending: Array<Promise<void>> = [];
   const started = performance.now();
@@ -107,7 +120,7 @@ async function openLoop(api: QuotaApi, rate: number, seconds: number): Promise<M
     const due = started + (i * 1000) / rate;
     const wait = due - performance.now();
     if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait));
-    pending.push(pair(api).then((ms) => void latencies.push(ms)));
+    pending.push(run().then((ms) => void latencies.push(ms)));
   }
   await Promise.all(pending);
   const elapsed = (performance.now() - started) / 1000;
@@ -242,7 +255,10 @@ async function benchGrpc(budgetsFile: string): Promise<Record<string, number>> {
           row(path, store, `open ${Math.round(max / 2)}/s`, half, {
             'server rss MB': round(rssMb(server.pid), 1),
           });
-          if (headlined) headline.half_load_p99_ms = round(half.p99Ms, 3);
+          if (headlined) {
+            headline.half_load_p99_ms = round(half.p99Ms, 3);
+            headline.half_load_pairs_per_s = Math.round(max / 2);
+          }
         } finally {
           client.close();
         }
@@ -252,6 +268,31 @@ async function benchGrpc(budgetsFile: string): Promise<Record<string, number>> {
     }
   }
   return headline;
+}
+
+/**
+ * The machine's own floor at the half-load rate: two round trips per "pair" through a process
+ * that only relays each message to Redis (bench/lib/redis-relay.ts), the quota service's hops
+ * without its work.
+ */
+async function benchFloor(rate: number): Promise<Measure> {
+  const relay = await startCliProcess(RELAY, 'relay', [REDIS_URL]);
+  const client = await RelayClient.connect(relay.listening.port!);
+  const twoTrips = async () => {
+    const started = performance.now();
+    await client.call();
+    await client.call();
+    return performance.now() - started;
+  };
+  try {
+    await openLoop(twoTrips, rate, 0.5);
+    const floor = await medianOf(RUNS, () => openLoop(twoTrips, rate, SECONDS));
+    row('floor: tcp relay', 'redis PING', `open ${Math.round(rate)}/s`, floor);
+    return floor;
+  } finally {
+    client.close();
+    await relay.stop();
+  }
 }
 
 async function main(): Promise<void> {
@@ -264,6 +305,9 @@ async function main(): Promise<void> {
   try {
     await benchEngine();
     const headline = await benchGrpc(budgetsFile);
+    if (headline.half_load_pairs_per_s !== undefined) {
+      headline.half_load_floor_p99_ms = round((await benchFloor(headline.half_load_pairs_per_s)).p99Ms, 3);
+    }
     console.log(table(rows));
     console.log(JSON.stringify(headline));
   } finally {
