@@ -188,6 +188,33 @@ describe('SpareLeases', () => {
     await spares.close();
   });
 
+  it('keeps pools for at most 256 keys; a new key gets one once others hold nothing', async () => {
+    const engine = engineWith(ROOMY);
+    const { spares } = sparesOn(engine, { max: 1, idleMs: 100 });
+    const ok = { usage: { inputTokens: 1, outputTokens: 1 }, outcome: 'ok' as const };
+    for (let i = 0; i < 300; i++) {
+      const call = { ...CALL, model: `m${i}` };
+      const grant = await engine.acquire(call);
+      spares.observe(call, grant);
+      await engine.settle({ leaseId: grant.leaseId, ...ok });
+    }
+    await settle();
+    expect(spares.held).toBe(256);
+    expect(spares.take({ ...CALL, model: 'm299' })).toBeUndefined();
+
+    // Once the spares went back unused, their pools hold nothing and make room for a new key.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(spares.held).toBe(0);
+    const late = { ...CALL, model: 'late' };
+    const grant = await engine.acquire(late);
+    spares.observe(late, grant);
+    await engine.settle({ leaseId: grant.leaseId, ...ok });
+    await settle();
+    expect(spares.held).toBe(1);
+    await spares.close();
+    expect((await held(engine)).inFlight).toBe(0);
+  });
+
   it('keeps none with max 0', async () => {
     const engine = engineWith(ROOMY);
     const { spares } = sparesOn(engine, { max: 0 });

@@ -35,6 +35,11 @@ export type SpareEvent = 'taken' | 'returned' | 'refused';
 
 export const DEFAULT_MIN_FREE_FRACTION = 0.5;
 export const DEFAULT_MIN_FREE_REQUESTS = 64;
+/**
+ * Keys (models, priorities) with a pool at once: a provider that takes any model name must not
+ * let callers grow the map without bound.
+ */
+const MAX_POOLS = 256;
 /** A spare's size is the largest call of the last one to two of these periods. */
 const SIZE_PERIOD_MS = 10_000;
 
@@ -122,6 +127,7 @@ export class SpareLeases {
     const key = keyOf(input);
     let pool = this.#pools.get(key);
     if (pool === undefined) {
+      if (!this.#roomy(grant) || !this.#makeRoomForPool()) return;
       const size = { inputTokens: input.inputTokens, maxOutputTokens: input.maxOutputTokens };
       pool = {
         request: {
@@ -153,6 +159,15 @@ export class SpareLeases {
     const spares = [...this.#pools.values()].flatMap((pool) => pool.spares.splice(0));
     this.#pools.clear();
     await Promise.all(spares.map((spare) => this.#giveBack(spare)));
+  }
+
+  /** Whether a new pool fits, after dropping pools that hold and await nothing. */
+  #makeRoomForPool(): boolean {
+    if (this.#pools.size < MAX_POOLS) return true;
+    for (const [key, pool] of this.#pools) {
+      if (pool.spares.length === 0 && pool.asking === 0) this.#pools.delete(key);
+    }
+    return this.#pools.size < MAX_POOLS;
   }
 
   #roomy(grant: Grant): boolean {
