@@ -8,13 +8,12 @@ import type * as Undici from 'undici';
 
 // undici's own files, not its index: the index loads the whole package (fetch, WebSocket,
 // EventSource, the cache stores, the mock agents, ...), ~3 MB of the sidecar's idle RSS, for the
-// one Agent class the sidecar uses. The index does one more thing that the sidecar needs, repeated
-// here: it mixes request/stream/pipeline/... into Dispatcher.prototype. undici is pinned to an exact
-// version, and the sidecar tests call through this Agent, so a moved file fails them.
+// one Agent class the sidecar uses. The index also mixes request/stream/pipeline/... into
+// Dispatcher.prototype; the sidecar calls none of them (it dispatches: upstream-exchange.ts), so
+// that is left out too. undici is pinned to an exact version, and the sidecar tests call through
+// this Agent, so a moved file fails them.
 const require = createRequire(import.meta.url);
 const Agent = require('undici/lib/dispatcher/agent.js') as typeof Undici.Agent;
-const Dispatcher = require('undici/lib/dispatcher/dispatcher.js') as typeof Undici.Dispatcher;
-Object.assign(Dispatcher.prototype, require('undici/lib/api/index.js'));
 /** undici's error classes (undici's `errors` export, from the same file). */
 export const undiciErrors = require('undici/lib/core/errors.js') as typeof Undici.errors;
 
