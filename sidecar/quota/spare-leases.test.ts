@@ -1,36 +1,19 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { buildBudgetSet, parseBudgetsYaml } from '../../common/budgets/load-budgets.ts';
 import type { AcquireInput, QuotaApi } from '../../common/quota-api.ts';
+import { acmeBudgets } from '../../controller/quota/engine/engine-conformance.ts';
 import { createMemoryEngine, type LeaseEngine } from '../../controller/quota/engine/index.ts';
 import { SpareLeases, type SpareEvent } from './spare-leases.ts';
 
-function budgetsYaml(limits: string): string {
-  return `
-apiVersion: tokenlease.io/v1alpha1
-kind: LLMProvider
-metadata: {name: p, namespace: llm}
-spec:
-  api: openai
-  baseURL: https://api.example.test/v1
-  limits:
-${limits}
----
-apiVersion: tokenlease.io/v1alpha1
-kind: LLMBudget
-metadata: {name: b, namespace: team}
-spec:
-  providerRef: {name: p, namespace: llm}
-`;
-}
-
-const ROOMY = `    - {dimension: concurrency, amount: 1000}
-    - {dimension: requests, amount: 100000, window: 1m}
-    - {dimension: totalTokens, amount: 100000000, window: 1m}`;
+const ROOMY = [
+  '{dimension: concurrency, amount: 1000}',
+  '{dimension: requests, amount: 100000, window: 1m}',
+  '{dimension: totalTokens, amount: 100000000, window: 1m}',
+].join(', ');
 
 const CALL: AcquireInput = {
-  provider: 'llm/p',
+  provider: 'llm/acme',
   model: 'm',
-  budget: 'team/b',
+  budget: 'team-a/search',
   inputTokens: 100,
   maxOutputTokens: 50,
   maxWaitMs: 1000,
@@ -41,17 +24,16 @@ afterEach(async () => {
   for (const engine of engines.splice(0)) await engine.close();
 });
 
+/** An engine on acme with `limits`: YAML flow maps, comma-separated. */
 function engineWith(limits: string): LeaseEngine {
-  const engine = createMemoryEngine({
-    budgets: buildBudgetSet(parseBudgetsYaml(budgetsYaml(limits), 'test')),
-  });
+  const engine = createMemoryEngine({ budgets: acmeBudgets(`[${limits}]`) });
   engines.push(engine);
   return engine;
 }
 
 /** What the engine holds for the provider: leases in flight and requests counted in the window. */
 async function held(engine: QuotaApi): Promise<{ inFlight: number; requests: number; tokens: number }> {
-  const usage = (await engine.usage('llm/p')).providers[0]!;
+  const usage = (await engine.usage('llm/acme')).providers[0]!;
   const used = (dimension: string) => usage.limits.find((limit) => limit.dimension === dimension)?.used ?? 0;
   return { inFlight: usage.inFlight, requests: used('requests'), tokens: used('totalTokens') };
 }
@@ -122,7 +104,7 @@ describe('SpareLeases', () => {
   });
 
   it('keeps none where a limit is tight, so spares never take a scarce slot', async () => {
-    const engine = engineWith(`    - {dimension: concurrency, amount: 5}`);
+    const engine = engineWith('{dimension: concurrency, amount: 5}');
     const { spares } = sparesOn(engine);
     const own = await engine.acquire(CALL);
     spares.observe(CALL, own);
@@ -134,7 +116,7 @@ describe('SpareLeases', () => {
   });
 
   it('keeps none once a limit is half used', async () => {
-    const engine = engineWith(`    - {dimension: requests, amount: 200, window: 1m}`);
+    const engine = engineWith('{dimension: requests, amount: 200, window: 1m}');
     const { spares } = sparesOn(engine);
     for (let i = 0; i < 99; i++) await engine.acquire({ ...CALL, maxWaitMs: 0 });
     const own = await engine.acquire(CALL);

@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CapacityExhaustedError } from '../../common/errors/errors.ts';
-import { budgetsFrom } from '../../controller/quota/engine/engine-conformance.ts';
+import { acmeBudgets } from '../../controller/quota/engine/engine-conformance.ts';
 import { StoreLeaseEngine } from '../../controller/quota/engine/lease-engine.ts';
 import { LIBRARY_NAME, RedisLeaseStore } from '../../controller/quota/engine/redis-store.ts';
 import { redisUrl } from '../support/redis.ts';
@@ -21,22 +21,9 @@ afterAll(async () => {
   admin.disconnect();
 });
 
-const BUDGETS = budgetsFrom(`
-apiVersion: tokenlease.io/v1alpha1
-kind: LLMProvider
-metadata: {name: acme, namespace: llm}
-spec:
-  api: openai
-  baseURL: https://api.example.test/v1
-  limits:
-    - {dimension: concurrency, amount: 5}
-    - {dimension: requests, amount: 8, window: 1m}
----
-apiVersion: tokenlease.io/v1alpha1
-kind: LLMBudget
-metadata: {name: search, namespace: team-a}
-spec: {providerRef: {name: acme, namespace: llm}}
-`);
+const BUDGETS = acmeBudgets(
+  '[{dimension: concurrency, amount: 5}, {dimension: requests, amount: 8, window: 1m}]',
+);
 
 const acquire = (engine: StoreLeaseEngine) =>
   engine.acquire({

@@ -23,6 +23,28 @@ export interface EngineFactory {
   replica(engine: LeaseEngine): Promise<LeaseEngine>;
 }
 
+/**
+ * Budgets of one provider, llm/acme, with `limits` (a YAML flow list) and `providerSpec` (more
+ * lines of its spec), and one budget drawing on it, team-a/search.
+ */
+export function acmeBudgets(limits: string, providerSpec = ''): BudgetSet {
+  return budgetsFrom(`
+apiVersion: tokenlease.io/v1alpha1
+kind: LLMProvider
+metadata: {name: acme, namespace: llm}
+spec:
+  api: openai
+  baseURL: https://api.example.test/v1
+  limits: ${limits}
+  ${providerSpec}
+---
+apiVersion: tokenlease.io/v1alpha1
+kind: LLMBudget
+metadata: {name: search, namespace: team-a}
+spec: {providerRef: {name: acme, namespace: llm}}
+`);
+}
+
 export function budgetsFrom(yaml: string): BudgetSet {
   return buildBudgetSet(parseBudgetsYaml(yaml, 'test'));
 }
@@ -966,21 +988,7 @@ export function describeEngineConformance(name: string, factory: EngineFactory):
 
       it('does not adapt when the provider turns adaptation off', async () => {
         const engine = await engineWith(
-          budgetsFrom(`
-apiVersion: tokenlease.io/v1alpha1
-kind: LLMProvider
-metadata: {name: acme, namespace: llm}
-spec:
-  api: openai
-  baseURL: https://api.example.test/v1
-  adaptation: {enabled: false}
-  limits: [{dimension: concurrency, amount: 4}]
----
-apiVersion: tokenlease.io/v1alpha1
-kind: LLMBudget
-metadata: {name: search, namespace: team-a}
-spec: {providerRef: {name: acme, namespace: llm}}
-`),
+          acmeBudgets('[{dimension: concurrency, amount: 4}]', 'adaptation: {enabled: false}'),
         );
         const leases = [];
         for (let i = 0; i < 4; i++) leases.push(await engine.acquire(request()));

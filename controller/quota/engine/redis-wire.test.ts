@@ -1,26 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { budgetsFrom } from './engine-conformance.ts';
+import { acmeBudgets } from './engine-conformance.ts';
 import { limitPlans, reservationFor, withNeeds } from './limit-plans.ts';
 import { definitionOf, wireRequest, type Definitions } from './redis-wire.ts';
 import type { StoredRequest } from './store.ts';
 
 const budgets = (amount: number) =>
-  budgetsFrom(`
-apiVersion: tokenlease.io/v1alpha1
-kind: LLMProvider
-metadata: {name: acme, namespace: llm}
-spec:
-  api: openai
-  baseURL: https://api.example.test/v1
-  limits:
-    - {dimension: concurrency, amount: 4}
-    - {dimension: totalTokens, amount: ${amount}, window: 1m}
----
-apiVersion: tokenlease.io/v1alpha1
-kind: LLMBudget
-metadata: {name: search, namespace: team-a}
-spec: {providerRef: {name: acme, namespace: llm}}
-`);
+  acmeBudgets(
+    `[{dimension: concurrency, amount: 4}, {dimension: totalTokens, amount: ${amount}, window: 1m}]`,
+  );
 
 function plans(amount: number, inputTokens: number) {
   const reserved = reservationFor(inputTokens, 10);

@@ -1,11 +1,11 @@
 import { credentials, Metadata, Server, ServerCredentials, status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
-import { buildBudgetSet, parseBudgetsYaml } from '../../../common/budgets/load-budgets.ts';
 import { StoreUnavailableError } from '../../../common/errors/errors.ts';
 import { loadQuotaProto } from '../../../common/grpc/load-quota-proto.ts';
 import { createQuotaClient } from '../../../common/grpc/quota-client.ts';
 import { SESSION_BATCH_HEADER } from '../../../common/grpc/session-outbox.ts';
 import type { SessionResponse__Output } from '../../../proto/gen/tokenlease/v1/SessionResponse.ts';
+import { acmeBudgets } from '../engine/engine-conformance.ts';
 import { createMemoryEngine } from '../engine/index.ts';
 import { describeQuotaGrpcService } from './grpc-service-suite.ts';
 import { startQuotaServer } from './server.ts';
@@ -130,21 +130,6 @@ describe('quota client deadlines', () => {
 });
 
 describe('quota session batches', () => {
-  const BUDGETS = `
-apiVersion: tokenlease.io/v1alpha1
-kind: LLMProvider
-metadata: {name: acme, namespace: llm}
-spec:
-  api: openai
-  baseURL: https://api.example.test/v1
-  limits: [{dimension: concurrency, amount: 10}]
----
-apiVersion: tokenlease.io/v1alpha1
-kind: LLMBudget
-metadata: {name: search, namespace: team-a}
-spec:
-  providerRef: {name: acme, namespace: llm}
-`;
   const acquire = (inputTokens: number) => ({
     provider: 'llm/acme',
     model: 'gpt-test',
@@ -157,7 +142,7 @@ spec:
   });
 
   it('says it takes batches, answers each message of one (bad ones by their own id) and answers in batches', async () => {
-    const engine = createMemoryEngine({ budgets: buildBudgetSet(parseBudgetsYaml(BUDGETS, 'test')) });
+    const engine = createMemoryEngine({ budgets: acmeBudgets('[{dimension: concurrency, amount: 10}]') });
     const server = await startQuotaServer({ engine, listen: '127.0.0.1:0' });
     const raw = new (loadQuotaProto().QuotaService)(`127.0.0.1:${server.port}`, credentials.createInsecure());
     try {
