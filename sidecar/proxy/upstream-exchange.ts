@@ -62,15 +62,12 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
    * reason when the caller gave up first). `signal` aborts the exchange at any point.
    */
   static send(agent: Dispatcher, request: UpstreamRequest, signal: AbortSignal): Promise<UpstreamResponse> {
+    if (signal.aborted) return Promise.reject(signal.reason as Error);
     const exchange = new UpstreamExchange(signal);
     const head = new Promise<UpstreamResponse>((resolve, reject) => {
       exchange.#resolveHead = resolve;
       exchange.#rejectHead = reject;
     });
-    if (signal.aborted) {
-      exchange.#finish();
-      return Promise.reject(signal.reason as Error);
-    }
     signal.addEventListener('abort', exchange.#onAbort, { once: true });
     try {
       agent.dispatch(request, exchange);
