@@ -26,7 +26,7 @@ import { pump } from './pump.ts';
 import { ResponseTap } from './response-tap.ts';
 import type { Target } from './router.ts';
 import { clientResponseHeaders, undiciErrors, upstreamRequestHeaders } from './upstream.ts';
-import { readBody, UpstreamExchange, type UpstreamResponse } from './upstream-exchange.ts';
+import { readBounded, UpstreamExchange, type UpstreamResponse } from './upstream-exchange.ts';
 
 /** Refusals worth another attempt at the same provider once their hint has passed. */
 const RETRY_KINDS = new Set<RefusalKind>(['concurrency', 'rate', 'window', 'overload', 'riskControl']);
@@ -193,7 +193,7 @@ export async function forwardCall(
         }
 
         if (upstream.statusCode < 200 || upstream.statusCode >= 300) {
-          const body = await readBody(upstream.body, MAX_ERROR_BODY).catch(() => Buffer.alloc(0));
+          const body = await readBounded(upstream.body, MAX_ERROR_BODY).catch(() => Buffer.alloc(0));
           const now = Date.now();
           const verdict = classifyResponse(
             target.flavor,

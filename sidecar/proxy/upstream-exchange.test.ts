@@ -2,7 +2,7 @@ import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createUpstreamAgent, undiciErrors } from './upstream.ts';
-import { readBody, UpstreamExchange, type BodySink } from './upstream-exchange.ts';
+import { readBounded, UpstreamExchange, type BodySink } from './upstream-exchange.ts';
 
 /** What each path answers; `/parts` sends three chunks and waits for `/release` between them. */
 let server: Server;
@@ -139,10 +139,10 @@ describe('UpstreamExchange', () => {
     expect(sink.events).toEqual(['data:one,', 'error:AbortError']);
   });
 
-  it('readBody cuts a body at the bound', async () => {
+  it('readBounded cuts a body at the bound', async () => {
     const response = await send('/big');
     expect(response.statusCode).toBe(500);
-    const body = await readBody(response.body, 1_000);
+    const body = await readBounded(response.body, 1_000);
     expect(body.length).toBe(1_000);
   });
 });

@@ -168,7 +168,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
 }
 
 /** The whole body, cut at `max` bytes (the rest is not read: the exchange is aborted). */
-export function readBody(body: UpstreamExchange, max: number): Promise<Buffer> {
+export function readBounded(body: UpstreamExchange, max: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
