@@ -434,7 +434,7 @@ export class StoreLeaseEngine implements LeaseEngine {
   }
 }
 
-/** A lease as granted; a direct grant adds its headroom (one from the queue has none: it is stale by then). */
+/** A lease as granted (the caller adds a direct grant's headroom; one from the queue has none, being stale by then). */
 function grantOf(lease: StoredLease, leaseTimeoutMs: number): Grant {
   return {
     leaseId: lease.id,

@@ -45,14 +45,17 @@ local HEADROOM_UNBOUNDED_REQUESTS, HEADROOM_FRACTION_STEP = 1e9, 1e6
 local hcache -- key -> field -> value (false: known absent)
 local hdirty -- key -> field -> true
 
-local function fields_of(key)
-  local h = hcache[key]
-  if not h then
-    h = {}
-    hcache[key] = h
+-- map[key], made empty on first use.
+local function entry(map, key)
+  local t = map[key]
+  if not t then
+    t = {}
+    map[key] = t
   end
-  return h
+  return t
 end
+
+local function fields_of(key) return entry(hcache, key) end
 
 -- Reads any of `fields` not cached yet with one HMGET.
 local function hprime(key, fields)
@@ -81,12 +84,7 @@ local function hnum(key, field) return tonumber(hget(key, field)) end
 
 local function hset(key, field, value)
   fields_of(key)[field] = value
-  local d = hdirty[key]
-  if not d then
-    d = {}
-    hdirty[key] = d
-  end
-  d[field] = true
+  entry(hdirty, key)[field] = true
 end
 
 local function hdel(key, field) hset(key, field, false) end
@@ -144,14 +142,7 @@ end
 
 -- Sorted-set changes are kept per key until flushed: member -> score (false: remove).
 local zpending
-local function zset(key, member, score)
-  local z = zpending[key]
-  if not z then
-    z = {}
-    zpending[key] = z
-  end
-  z[member] = score
-end
+local function zset(key, member, score) entry(zpending, key)[member] = score end
 local function zadd(key, score, member) zset(key, member, score) end
 local function zrem(key, member) zset(key, member, false) end
 local function zflush(key)

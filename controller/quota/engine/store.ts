@@ -342,12 +342,13 @@ export const RATE_BACKOFF = 0.97;
 /** Anthropic rounds token remaining values to thousands: smaller gaps are not outside use. */
 export const TOKEN_HEADER_TOLERANCE = 1000;
 
+/** The main hash's per-budget counters: in flight, waiting, granted, rejected, refusals by outcome. */
+const BUDGET_COUNTER_KINDS = new Set(['bi', 'bw', 'g', 'r', 'o']);
+
 /**
  * Per-budget figures from the store's counters, named `kind:budget` (bi in flight, bw waiting,
  * g granted, r rejected) or `o:budget:outcome` (upstream refusals); budget ids hold no colon.
  */
-/** The main hash's per-budget counters: in flight, waiting, granted, rejected, refusals by outcome. */
-const BUDGET_COUNTER_KINDS = new Set(['bi', 'bw', 'g', 'r', 'o']);
 
 export function budgetCounters(counters: Iterable<[string, number]>): {
   budgets: StoreUsage['budgets'];
