@@ -70,7 +70,7 @@ const DROP_RESPONSE = new Set([
 ]);
 
 /** Names the provider that served the call, on every answer that came from one. */
-export const PROVIDER_HEADER = 'x-tokenlease-provider';
+const PROVIDER_HEADER = 'x-tokenlease-provider';
 
 // The copies below run twice per call: `for...in` over the header objects (plain objects from
 // Node and undici) instead of Object.entries, which allocates an array per header.
