@@ -24,11 +24,11 @@ export interface EngineFactory {
 }
 
 /**
- * Budgets of one provider, llm/acme, with `limits` (a YAML flow list) and `providerSpec` (more
- * lines of its spec), and one budget drawing on it, team-a/search.
+ * One provider, llm/acme, with `limits` (a YAML flow list) and `providerSpec` (more lines of its
+ * spec), and one budget drawing on it, team-a/search; `more` adds further YAML documents.
  */
-export function acmeBudgets(limits: string, providerSpec = ''): BudgetSet {
-  return budgetsFrom(`
+function acmeYaml(limits: string, providerSpec = '', more = ''): string {
+  return `
 apiVersion: tokenlease.io/v1alpha1
 kind: LLMProvider
 metadata: {name: acme, namespace: llm}
@@ -42,7 +42,12 @@ apiVersion: tokenlease.io/v1alpha1
 kind: LLMBudget
 metadata: {name: search, namespace: team-a}
 spec: {providerRef: {name: acme, namespace: llm}}
-`);
+${more}`;
+}
+
+/** The budgets of acmeYaml. */
+export function acmeBudgets(limits: string, providerSpec = ''): BudgetSet {
+  return budgetsFrom(acmeYaml(limits, providerSpec));
 }
 
 export function budgetsFrom(yaml: string): BudgetSet {
@@ -52,31 +57,22 @@ export function budgetsFrom(yaml: string): BudgetSet {
 const PROVIDER = 'llm/acme';
 const BUDGET = 'team-a/search';
 
+/** acme with short leases and no window margin, and a second budget, team-b/batch, with a cap. */
 function budgetsWith(limits: string, extra = ''): BudgetSet {
-  return budgetsFrom(`
-apiVersion: tokenlease.io/v1alpha1
-kind: LLMProvider
-metadata: {name: acme, namespace: llm}
-spec:
-  api: openai
-  baseURL: https://api.example.test/v1
-  leaseTimeout: 1s
-  windowMargin: 0s
-  limits: ${limits}
----
-apiVersion: tokenlease.io/v1alpha1
-kind: LLMBudget
-metadata: {name: search, namespace: team-a}
-spec:
-  providerRef: {name: acme, namespace: llm}
----
+  return budgetsFrom(
+    acmeYaml(
+      limits,
+      'leaseTimeout: 1s\n  windowMargin: 0s',
+      `---
 apiVersion: tokenlease.io/v1alpha1
 kind: LLMBudget
 metadata: {name: batch, namespace: team-b}
 spec:
   providerRef: {name: acme, namespace: llm}
   caps: [{dimension: requests, amount: 2, window: 1m}]
-${extra}`);
+${extra}`,
+    ),
+  );
 }
 
 function request(overrides: Partial<AcquireInput> = {}): AcquireInput {
