@@ -132,3 +132,54 @@ describe('redis store modes', () => {
     }
   });
 });
+
+describe('redis store layout', () => {
+  it('keeps the main hash a hash table, however few fields it holds', async () => {
+    const keyPrefix = `${prefix}layout:`;
+    const store = new RedisLeaseStore({ redis: redisUrl(), keyPrefix });
+    await store.ready();
+    try {
+      expect(await roundTrip(new StoreLeaseEngine(store, BUDGETS))).toBe('settled');
+      const main = `${keyPrefix}{llm/acme}:m`;
+      expect(await admin.hlen(main)).toBeLessThan(
+        Number((await admin.config('GET', 'hash-max-listpack-entries'))[1]),
+      );
+      expect(await admin.object('ENCODING', main)).toBe('hashtable');
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('reads a lease record a replica running the script rewrote as stored, not as the library last wrote it', async () => {
+    const keyPrefix = `${prefix}rewritten:`;
+    const budgets = acmeBudgets('[{dimension: outputTokens, amount: 1000, window: 1m}]');
+    const library = new RedisLeaseStore({ redis: redisUrl(), keyPrefix });
+    const script = new RedisLeaseStore({ redis: redisUrl(), keyPrefix, functions: false });
+    await Promise.all([library.ready(), script.ready()]);
+    const viaLibrary = new StoreLeaseEngine(library, budgets);
+    const viaScript = new StoreLeaseEngine(script, budgets);
+    try {
+      expect([library.stats.mode, script.stats.mode]).toEqual(['function', 'script']);
+      const outputUsed = async () =>
+        (await viaLibrary.usage('llm/acme')).providers[0]!.limits.find((l) => l.dimension === 'outputTokens')!
+          .used;
+      const lease = await acquire(viaLibrary); // reserves 20 output tokens
+      // The script charges what the stream has used so far, past the reservation.
+      await viaScript.heartbeat({
+        leaseId: lease.leaseId,
+        usedSoFar: { inputTokens: 10, outputTokens: 300 },
+      });
+      expect(await outputUsed()).toBe(300);
+      // Settling moves the lease's charge from the 300 stored to the 50 used, not from the 20 the
+      // library wrote at the grant.
+      await viaLibrary.settle({
+        leaseId: lease.leaseId,
+        usage: { inputTokens: 10, outputTokens: 50 },
+        outcome: 'ok',
+      });
+      expect(await outputUsed()).toBe(50);
+    } finally {
+      await Promise.all([library.close(), script.close()]);
+    }
+  });
+});

@@ -35,6 +35,13 @@ local INF = 1e300
 -- and the share's rounding (to millionths, as the JSON reply would cut it at 14 digits anyway).
 local HEADROOM_UNBOUNDED_REQUESTS, HEADROOM_FRACTION_STEP = 1e9, 1e6
 
+-- The main hash holds a hundred or more fields (a window's buckets, per-budget counters). Redis
+-- keeps a hash of up to hash-max-listpack-entries fields (128, or 512 as Debian ships it) as a
+-- listpack, where every HMGET or HSET field is a linear scan: a tenth of the script's time (callgrind
+-- of redis-server). A value longer than hash-max-listpack-value (64 bytes) makes Redis keep the hash as
+-- a hash table for good, so the main hash carries one, as field 'ht'.
+local HASHTABLE_NOTE = 'tokenlease: a value over 64 bytes keeps this hash a hash table, whose fields are found without a scan'
+
 -- Write-back cache --------------------------------------------------------------------------
 -- Each redis.call costs a few microseconds, most of a small operation's time. Hash fields,
 -- lease records and the expiry/forget sorted sets are therefore read from Redis once per script
@@ -347,13 +354,49 @@ local function load_settled(id)
   return s
 end
 
+-- Records as this library last wrote them, by records key and id: the bytes and the record they
+-- encode. A settle mostly reads back what an acquire wrote a moment before, so when the stored
+-- bytes are still those, the record is taken from here rather than decoded (decoding is about a
+-- tenth of a pair's script time). A call takes a record out as it loads it (it may change it) and
+-- flush_records puts back what it wrote; what was only read is decoded again next time. Kept
+-- across calls as a library (a script starts empty every call).
+local written_raw, written_rec, written_count = {}, {}, 0
+local MAX_WRITTEN = 10000
+
+local function take_written(id)
+  local raws = written_raw[KR]
+  local raw = raws and raws[id]
+  if not raw then return nil end
+  local recs = written_rec[KR]
+  local rec = recs[id]
+  raws[id], recs[id] = nil, nil
+  written_count = written_count - 1
+  return raw, rec
+end
+
+local function remember_written(fresh)
+  local raws, recs = written_raw[KR], written_rec[KR]
+  for id, raw in pairs(fresh) do
+    if written_count >= MAX_WRITTEN or not raws then
+      if written_count >= MAX_WRITTEN then written_raw, written_rec, written_count = {}, {}, 0 end
+      raws, recs = {}, {}
+      written_raw[KR], written_rec[KR] = raws, recs
+    end
+    if not raws[id] then written_count = written_count + 1 end
+    raws[id], recs[id] = raw, records[id]
+  end
+end
+
 -- The record of a lease or waiter, else its settled answer ({st = 'settled', ...}), else nil.
 local function load(id)
   local rec = records[id]
   if rec == nil then
     local raw = rawrecords[id]
     if raw == nil then raw = redis.call('HGET', KR, id) end
-    if raw then
+    local known_raw, known = take_written(id)
+    if raw and known_raw == raw then
+      rec = known
+    elseif raw then
       rec = decode_record(raw)
     else
       rec = false
@@ -378,9 +421,14 @@ local function save_settled(id, answer)
 end
 
 local function flush_records()
-  local changes = {}
-  for id in pairs(recdirty) do changes[id] = records[id] and encode_record(records[id]) end
+  local changes, fresh = {}, {}
+  for id in pairs(recdirty) do
+    local raw = records[id] and encode_record(records[id])
+    changes[id] = raw
+    if raw then fresh[id] = raw end
+  end
   write_changes(KR, changes, 'HSET', 'HDEL')
+  remember_written(fresh)
   local answers = {}
   for id in pairs(settleddirty) do
     answers[#answers + 1] = id
@@ -406,14 +454,55 @@ local function count(field, delta) hincr(KM, field, delta) end
 -- Counter kinds GetUsage reports per budget (store.ts budgetCounters).
 local BUDGET_COUNTERS = { bi = true, bw = true, g = true, r = true, o = true }
 
--- Bucket indexes as hash fields. tostring of a number costs ~1.6 us here (more than most of an
--- operation's table work), and a batch uses the same one or two buckets throughout.
-local bucket_names
-local function bucket_name(index)
-  local name = bucket_names[index]
+-- Hash field names made of a limit's key or a budget and a fixed prefix/suffix, memoized across
+-- calls as a library: a concatenation makes a new string each time, with its hashing and garbage,
+-- and an operation needs a dozen of them while a provider has only a handful of keys and budgets.
+-- NAMES.c[key] is 'c|' .. key, and so on; each table forgets everything past MAX_NAMES entries.
+local MAX_NAMES = 10000
+local function names(prefix, suffix)
+  local size = 0
+  return setmetatable({}, { __index = function(memo, key)
+    if size >= MAX_NAMES then
+      for k in pairs(memo) do memo[k] = nil end
+      size = 0
+    end
+    local name = prefix .. key .. suffix
+    rawset(memo, key, name)
+    size = size + 1
+    return name
+  end })
+end
+-- Made by the first call (a library's load may not call setmetatable).
+local NAMES
+local function make_names()
+  return {
+    -- per limit key (see prime_limits)
+    c = names('c|', ''), e = names('e|', ''), ed = names('e|', '|d'), p = names('p|', ''), ph = names('p|', '|h'),
+    w = names('w|', '|'), wt = names('w|', '|t'), wf = names('w|', '|f'),
+    -- per budget (see budgetCounters in store.ts and the fair queue)
+    bi = names('bi:', ''), bw = names('bw:', ''), g = names('g:', ''), r = names('r:', ''), f = names('f:', ''),
+  }
+end
+
+-- A window's bucket as a hash field, w|<key>|<index>: tostring of a number costs ~1.6 us here
+-- (more than most of an operation's table work), and calls use the same few buckets for a while.
+-- Kept across calls per key, the oldest forgotten past 256 indexes.
+local bucket_fields = {}
+local function bucket_field(key, index)
+  local by_index = bucket_fields[key]
+  if not by_index then
+    by_index = { n = 0 }
+    bucket_fields[key] = by_index
+  end
+  local name = by_index[index]
   if not name then
-    name = tostring(index)
-    bucket_names[index] = name
+    if by_index.n >= 256 then
+      by_index = { n = 0 }
+      bucket_fields[key] = by_index
+    end
+    name = NAMES.w[key] .. tostring(index)
+    by_index[index] = name
+    by_index.n = by_index.n + 1
   end
   return name
 end
@@ -426,10 +515,9 @@ end
 -- a request's limits, see prime_limits): its window as w|<key>|t (total), w|<key>|f (first
 -- counted bucket) and w|<key>|<bucket> (charged in that bucket); in flight as c|<key>; pacing as
 -- p|<key> and p|<key>|h; an adapted amount as e|<key> with e|<key>|t, |p, |l and |d.
-local function wprefix(plan) return 'w|' .. plan.key .. '|' end
 
 -- Adapted amounts --------------------------------------------------------------------------------
-local function adapted_of(plan) return hnum(KM, 'e|' .. plan.key) end
+local function adapted_of(plan) return hnum(KM, NAMES.e[plan.key]) end
 local function amount(plan)
   local eff = adapted_of(plan)
   if eff and eff < plan.amount then return eff end
@@ -454,8 +542,8 @@ end
 local function set_window(plan, total, floor) window_totals[plan.key], window_floors[plan.key] = total, floor end
 
 roll = function(plan)
-  local pre = wprefix(plan)
-  local tf, ff = pre .. 't', pre .. 'f'
+  local key = plan.key
+  local pre, tf, ff = NAMES.w[key], NAMES.wt[key], NAMES.wf[key]
   local start = math.floor((now - plan.windowMs - plan.marginMs) / plan.bucketMs)
   local floor = hnum(KM, ff)
   if floor == nil then return 0, start end
@@ -464,7 +552,7 @@ roll = function(plan)
   if floor < start then
     if start - floor <= 64 then
       local fields = {}
-      for i = floor, start - 1 do fields[#fields + 1] = pre .. bucket_name(i) end
+      for i = floor, start - 1 do fields[#fields + 1] = bucket_field(key, i) end
       hprime(KM, fields)
       for _, f in ipairs(fields) do
         local a = hnum(KM, f)
@@ -496,12 +584,12 @@ end
 -- Adds `amount` to the current bucket of a window.
 local function charge_now(plan, add)
   local total, floor = window(plan)
-  local pre = wprefix(plan)
+  local key = plan.key
   local bucket = math.floor(now / plan.bucketMs)
-  local field = pre .. bucket_name(bucket)
+  local field = bucket_field(key, bucket)
   hset(KM, field, (hnum(KM, field) or 0) + add)
-  hset(KM, pre .. 't', total + add)
-  hset(KM, pre .. 'f', floor)
+  hset(KM, NAMES.wt[key], total + add)
+  hset(KM, NAMES.wf[key], floor)
   set_window(plan, total + add, floor)
   return bucket, total
 end
@@ -539,16 +627,16 @@ end
 local function paced_grant(budget, plan, limit, total)
   if not paced_limit(plan) then return false end
   local since = now - span_of(plan)
-  local held = hnum(KM, 'p|' .. plan.key .. '|h')
+  local held = hnum(KM, NAMES.ph[plan.key])
   if held ~= nil and held >= since then return true end
   if total + plan.need <= limit * PACE_FREE_SHARE then return false end
   local other = other_budget_at(budget)
   return other ~= nil and other >= since
 end
 
-local function note_held(plan) hset(KM, 'p|' .. plan.key .. '|h', now) end
+local function note_held(plan) hset(KM, NAMES.ph[plan.key], now) end
 
-local function pace_of(plan) return hnum(KM, 'p|' .. plan.key) or 0 end
+local function pace_of(plan) return hnum(KM, NAMES.p[plan.key]) or 0 end
 
 -- The earliest time a paced grant may happen: when the pace is no further ahead than the burst.
 local function paced_at(plan, limit)
@@ -585,23 +673,22 @@ local function prime_limits(plans, charges)
     local key = plan.key
     if not primed_limits[key] then
       primed_limits[key] = true
-      fields[#fields + 1] = 'e|' .. key
+      fields[#fields + 1] = NAMES.e[key]
       if plan.windowMs == 0 then
-        fields[#fields + 1] = 'c|' .. key
+        fields[#fields + 1] = NAMES.c[key]
       else
-        local pre = wprefix(plan)
-        fields[#fields + 1] = pre .. 't'
-        fields[#fields + 1] = pre .. 'f'
-        fields[#fields + 1] = pre .. bucket_name(math.floor(now / plan.bucketMs))
+        fields[#fields + 1] = NAMES.wt[key]
+        fields[#fields + 1] = NAMES.wf[key]
+        fields[#fields + 1] = bucket_field(key, math.floor(now / plan.bucketMs))
         if paced_limit(plan) then
-          fields[#fields + 1] = 'p|' .. key
-          fields[#fields + 1] = 'p|' .. key .. '|h'
+          fields[#fields + 1] = NAMES.p[key]
+          fields[#fields + 1] = NAMES.ph[key]
         end
       end
     end
   end
   for _, charge in ipairs(charges or {}) do
-    fields[#fields + 1] = 'w|' .. charge.k .. '|' .. bucket_name(charge.b)
+    fields[#fields + 1] = bucket_field(charge.k, charge.b)
   end
   if #fields > 0 then hprime(KM, fields) end
 end
@@ -626,7 +713,7 @@ local function fit(req, pace)
   for _, plan in ipairs(req.limits) do
     local limit = amount(plan)
     if plan.windowMs == 0 then
-      local used = hnum(KM, 'c|' .. plan.key) or 0
+      local used = hnum(KM, NAMES.c[plan.key]) or 0
       narrow_headroom(result, limit, used, plan.need)
       if used + plan.need > limit then
         result.fits = false
@@ -649,8 +736,8 @@ local function fit(req, pace)
         result.fits = false
         if paced_limit(plan) then note_held(plan) end
         -- The buckets still counted, oldest first: when has enough of them left?
-        local pre, fields = wprefix(plan), {}
-        for index = floor, math.floor(now / plan.bucketMs) do fields[#fields + 1] = pre .. bucket_name(index) end
+        local fields = {}
+        for index = floor, math.floor(now / plan.bucketMs) do fields[#fields + 1] = bucket_field(plan.key, index) end
         hprime(KM, fields)
         local freed, at = 0, INF
         for i, field in ipairs(fields) do
@@ -682,7 +769,7 @@ local function retag(tier, budget)
     redis.call('ZREM', qt(tier), budget)
     return
   end
-  local vt, finish = hnum(KM, 'vt') or 0, hnum(KM, 'f:' .. budget) or 0
+  local vt, finish = hnum(KM, 'vt') or 0, hnum(KM, NAMES.f[budget]) or 0
   if finish < vt then finish = vt end
   redis.call('ZADD', qt(tier), finish, budget)
 end
@@ -702,7 +789,7 @@ local function dequeue(rec)
   if redis.call('ZREM', qp(tier, req.budget), req.id) == 0 then return end
   redis.call('ZREM', qa(tier, req.budget), req.id)
   count('nw', -1)
-  count('bw:' .. req.budget, -1)
+  count(NAMES.bw[req.budget], -1)
   retag(tier, req.budget)
 end
 
@@ -714,7 +801,7 @@ local function grant(rec, unclaimed)
   rec.slots = {}
   for _, plan in ipairs(req.limits) do
     if plan.windowMs == 0 then
-      hincr(KM, 'c|' .. plan.key, plan.need)
+      hincr(KM, NAMES.c[plan.key], plan.need)
       rec.slots[#rec.slots + 1] = { k = plan.key }
     else
       local limit = amount(plan)
@@ -723,7 +810,7 @@ local function grant(rec, unclaimed)
       if paced_grant(req.budget, plan, limit, total) then
         local pace = pace_of(plan)
         if pace < now then pace = now end
-        hset(KM, 'p|' .. plan.key, pace + plan.need * span_of(plan) / limit)
+        hset(KM, NAMES.p[plan.key], pace + plan.need * span_of(plan) / limit)
         pacing = 1
       end
       local bucket, before = charge_now(plan, plan.need)
@@ -737,7 +824,7 @@ local function grant(rec, unclaimed)
     end
   end
   -- Start-time fair queuing: the budget's next request starts where this one finishes.
-  local finish_field = 'f:' .. req.budget
+  local finish_field = NAMES.f[req.budget]
   local vt, start = hnum(KM, 'vt') or 0, hnum(KM, finish_field) or 0
   if start < vt then start = vt end
   hset(KM, finish_field, start + req.cost / req.weight)
@@ -753,16 +840,17 @@ local function grant(rec, unclaimed)
   zadd(KX, rec.ea, req.id)
   -- A waiter granted from the queue no longer needs forgetting (a direct grant never did).
   if unclaimed then zrem(KG, req.id) end
-  count('bi:' .. req.budget, 1)
-  count('g:' .. req.budget, 1)
+  count(NAMES.bi[req.budget], 1)
+  count(NAMES.g[req.budget], 1)
 end
 
 local function release(rec)
   for _, slot in ipairs(rec.slots or {}) do
-    if hincr(KM, 'c|' .. slot.k, -1) < 0 then hset(KM, 'c|' .. slot.k, 0) end
+    local field = NAMES.c[slot.k]
+    if hincr(KM, field, -1) < 0 then hset(KM, field, 0) end
   end
   zrem(KX, rec.req.id)
-  count('bi:' .. rec.req.budget, -1)
+  count(NAMES.bi[rec.req.budget], -1)
 end
 
 -- What an outcome charges (store.ts chargeFor): an unsent call its request, an unused lease nothing.
@@ -791,19 +879,19 @@ local function recharge(rec, charge, value)
   local plan = plan_of(rec, charge.k)
   if not plan then return end
   if charge.p == 1 then
-    local pace = hnum(KM, 'p|' .. plan.key)
-    if pace then hset(KM, 'p|' .. plan.key, pace + delta * span_of(plan) / amount(plan)) end
+    local pace_field = NAMES.p[plan.key]
+    local pace = hnum(KM, pace_field)
+    if pace then hset(KM, pace_field, pace + delta * span_of(plan) / amount(plan)) end
   end
   local total, floor = window(plan)
   if charge.b < floor then return end
-  local pre = wprefix(plan)
-  local field = pre .. bucket_name(charge.b)
+  local field = bucket_field(plan.key, charge.b)
   local current = hnum(KM, field) or 0
   local next = current + delta
   if next < 0 then next = 0 end
   hset(KM, field, next)
-  hset(KM, pre .. 't', total + next - current)
-  hset(KM, pre .. 'f', floor)
+  hset(KM, NAMES.wt[plan.key], total + next - current)
+  hset(KM, NAMES.wf[plan.key], floor)
   set_window(plan, total + next - current, floor)
 end
 
@@ -955,7 +1043,7 @@ end
 -- A rate refusal that teaches nothing by its count (see memory-store.ts): the call's own headers
 -- state the limit of the refused window, or it was lowered less than a window ago.
 local function refusal_explained(req, plan, observations)
-  local lowered = hnum(KM, 'e|' .. plan.key .. '|d')
+  local lowered = hnum(KM, NAMES.ed[plan.key])
   if lowered and now - lowered < span_of(plan) then return true end
   for _, o in ipairs(observations) do
     if o.limit and o.limit > 0 and observed_plan(req, o.dimension) == plan then return true end
@@ -989,7 +1077,7 @@ local function adapt(rec, outcome, retry_after, reset_at, observations)
       if plan and plan.adaptive then
         -- The provider refused because the account's other calls filled it: the slots still in
         -- use once this one is freed bound that from above, whatever order calls reached it in.
-        local estimate = hnum(KM, 'c|' .. slot.k) or 0
+        local estimate = hnum(KM, NAMES.c[slot.k]) or 0
         if estimate < 1 then estimate = 1 end
         lower(plan, estimate, adaptation)
       end
@@ -1073,7 +1161,7 @@ ops.acquire = function(a)
   local earliest = f.at
   if cu > earliest then earliest = cu end
   if req.maxWaitMs <= 0 or earliest > now + req.maxWaitMs then
-    count('r:' .. req.budget, 1)
+    count(NAMES.r[req.budget], 1)
     return { kind = 'rejected', nowMs = now, retryAtMs = retry, limit = limit }
   end
   local seq = hincr(KM, 'seq', 1)
@@ -1081,7 +1169,7 @@ ops.acquire = function(a)
   save(rec)
   zadd(KG, rec.dl + GRACE, req.id)
   enqueue(rec, seq)
-  count('bw:' .. req.budget, 1)
+  count(NAMES.bw[req.budget], 1)
   local wake = pump(granted)
   if wake == 0 or wake > rec.dl then wake = rec.dl end
   return { kind = 'queued', nowMs = now, wakeAtMs = wake }
@@ -1165,7 +1253,7 @@ local function claim_or_cancel(op, a)
   end
   local retry, limit = now + UNSCHEDULED_RETRY_MS, ''
   if rec and rec.req and rec.req.limits then
-    count('r:' .. rec.req.budget, 1)
+    count(NAMES.r[rec.req.budget], 1)
     local f = fit(rec.req, true)
     retry, limit = retry_at(f), f.limit
     local cu, cr = closed_until()
@@ -1180,7 +1268,7 @@ ops.usage = function(a)
   for i, plan in ipairs(plans) do
     local used
     if plan.windowMs == 0 then
-      used = hnum(KM, 'c|' .. plan.key) or 0
+      used = hnum(KM, NAMES.c[plan.key]) or 0
     else
       used = window(plan)
     end
@@ -1248,7 +1336,8 @@ local function begin(keys, args)
   QT[0], QT[1] = P .. ':qt:0', P .. ':qt:1'
   hcache, hdirty, zpending = {}, {}, {}
   records, recdirty, rawrecords, settled, settleddirty = {}, {}, {}, {}, {}
-  registered, slice_names, bucket_names, primed_limits = {}, {}, {}, {}
+  registered, slice_names, primed_limits = {}, {}, {}
+  if not NAMES then NAMES = make_names() end
   window_totals, window_floors = {}, {}
   granted = {}
 end
@@ -1271,19 +1360,20 @@ local function main(keys, args)
   end
   prime_records(settling)
   -- The main hash's fields most calls read, in one HMGET (acquiring budgets' own fields too).
-  local main_fields = { 'nw', 'vt', 'cu', 'cr', 'lb1', 'lt1', 'lb2', 'lt2', 'gc', 'us' }
+  local main_fields = { 'nw', 'vt', 'cu', 'cr', 'lb1', 'lt1', 'lb2', 'lt2', 'gc', 'us', 'ht' }
   local primed_budgets = {}
   for _, item in ipairs(calls) do
     local wire = item[1] == 'acquire' and item[2]
     local budget = type(wire) == 'table' and wire[2]
     if type(budget) == 'string' and not primed_budgets[budget] then
       primed_budgets[budget] = true
-      main_fields[#main_fields + 1] = 'f:' .. budget
-      main_fields[#main_fields + 1] = 'bi:' .. budget
-      main_fields[#main_fields + 1] = 'g:' .. budget
+      main_fields[#main_fields + 1] = NAMES.f[budget]
+      main_fields[#main_fields + 1] = NAMES.bi[budget]
+      main_fields[#main_fields + 1] = NAMES.g[budget]
     end
   end
   hprime(KM, main_fields)
+  if not hget(KM, 'ht') then hset(KM, 'ht', HASHTABLE_NOTE) end
 
   collect()
   local results = {}
