@@ -244,24 +244,51 @@ local function limit_index(req, key)
   return 0
 end
 
+-- A record is packed with one struct.pack: its format, by shape (number of limits, window charges
+-- and slots), is made once, and its values go through one scratch array (no table per record, and
+-- one string rather than one per part and their concatenation).
+local record_formats, pack_args = {}, {}
+local function record_format(nlimits, nwin, nslots)
+  local shape = (nlimits * 256 + nwin) * 256 + nslots
+  local format = record_formats[shape]
+  if not format then
+    format = RECORD_HEAD .. string.rep('Hc0d', nlimits) .. 'BB' .. string.rep('BdddB', nwin) .. string.rep('B', nslots)
+    record_formats[shape] = format
+  end
+  return format
+end
+
 local function encode_record(rec)
   local req = rec.req
   local adaptation, probe, max_probe = 0, 0, 0
   if type(req.adaptation) == 'table' then
     adaptation, probe, max_probe = 1, req.adaptation.probeMs, req.adaptation.maxProbeMs
   end
-  local r = req.reserved
-  local parts = { struct.pack(RECORD_HEAD, STATE_CODES[rec.st], rec.uc and 1 or 0, adaptation, rec.enq, rec.dl,
-    rec.ga, rec.ea, #req.id, req.id, #req.budget, req.budget, req.priority, req.weight, req.cost, req.agingMs,
-    req.leaseTimeoutMs, req.maxWaitMs, #req.limits, probe, max_probe, r.requests, r.inputTokens, r.outputTokens,
-    r.totalTokens) }
-  for _, plan in ipairs(req.limits) do parts[#parts + 1] = struct.pack('<Hc0d', #plan.d, plan.d, plan.need) end
-  parts[#parts + 1] = struct.pack('<BB', #rec.win, #rec.slots)
-  for _, c in ipairs(rec.win) do
-    parts[#parts + 1] = struct.pack('<BdddB', limit_index(req, c.k), c.b, c.c, c.w, c.p)
+  local r, limits, win, slots = req.reserved, req.limits, rec.win, rec.slots
+  local a = pack_args
+  a[1], a[2], a[3], a[4], a[5], a[6], a[7] = STATE_CODES[rec.st], rec.uc and 1 or 0, adaptation, rec.enq, rec.dl,
+    rec.ga, rec.ea
+  a[8], a[9], a[10], a[11] = #req.id, req.id, #req.budget, req.budget
+  a[12], a[13], a[14], a[15], a[16], a[17] = req.priority, req.weight, req.cost, req.agingMs, req.leaseTimeoutMs,
+    req.maxWaitMs
+  a[18], a[19], a[20], a[21], a[22], a[23], a[24] = #limits, probe, max_probe, r.requests, r.inputTokens,
+    r.outputTokens, r.totalTokens
+  local n = 24
+  for _, plan in ipairs(limits) do
+    a[n + 1], a[n + 2], a[n + 3] = #plan.d, plan.d, plan.need
+    n = n + 3
   end
-  for _, slot in ipairs(rec.slots) do parts[#parts + 1] = struct.pack('<B', limit_index(req, slot.k)) end
-  return table.concat(parts)
+  a[n + 1], a[n + 2] = #win, #slots
+  n = n + 2
+  for _, c in ipairs(win) do
+    a[n + 1], a[n + 2], a[n + 3], a[n + 4], a[n + 5] = limit_index(req, c.k), c.b, c.c, c.w, c.p
+    n = n + 5
+  end
+  for _, slot in ipairs(slots) do
+    n = n + 1
+    a[n] = limit_index(req, slot.k)
+  end
+  return struct.pack(record_format(#limits, #win, #slots), unpack(a, 1, n))
 end
 
 -- Decodes a record and gives its limits their definitions (a limit whose definition is gone, its
