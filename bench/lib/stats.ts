@@ -21,7 +21,8 @@ export function round(value: number, digits = 2): number {
 /** A plain-text table: the header row, then one row per entry. */
 export function table(rows: Array<Record<string, string | number>>): string {
   if (rows.length === 0) return '';
-  const columns = Object.keys(rows[0]!);
+  // Every column any row has, in the order they first appear (rows may add columns of their own).
+  const columns = [...new Set(rows.flatMap((row) => Object.keys(row)))];
   const cells = [columns, ...rows.map((row) => columns.map((column) => String(row[column] ?? '')))];
   const widths = columns.map((_, i) => Math.max(...cells.map((row) => row[i]!.length)));
   return cells
