@@ -67,11 +67,14 @@ local function fields_of(key) return entry(hcache, key) end
 -- Reads any of `fields` not cached yet with one HMGET.
 local function hprime(key, fields)
   local h = fields_of(key)
-  local missing = {}
+  local missing -- made only when needed: most calls find every field cached
   for _, f in ipairs(fields) do
-    if h[f] == nil then missing[#missing + 1] = f end
+    if h[f] == nil then
+      missing = missing or {}
+      missing[#missing + 1] = f
+    end
   end
-  if #missing == 0 then return end
+  if not missing then return end
   local values = redis.call('HMGET', key, unpack(missing))
   for i, f in ipairs(missing) do h[f] = values[i] end
 end
@@ -1179,8 +1182,9 @@ ops.acquire = function(a)
     local rec = new_record(req, now)
     grant(rec, false)
     save(rec)
-    -- The caller knows the rest of the lease (see redis-store.ts); hf, hr: the headroom left.
-    return { kind = 'granted', nowMs = now, expiresAtMs = rec.ea,
+    -- The caller knows the rest of the lease, its times from the call's nowMs (see redis-store.ts);
+    -- hf, hr: the headroom left.
+    return { kind = 'granted',
       hf = math.floor(f.hf * HEADROOM_FRACTION_STEP + 0.5) / HEADROOM_FRACTION_STEP, hr = f.hr }
   end
   local retry, limit = retry_at(f), f.limit
@@ -1230,8 +1234,9 @@ ops.settle = function(a)
   pump(granted)
   local kind = 'settledAfterExpiry'
   if was_active then kind = 'settled' end
-  -- What was charged follows from the caller's own usage and outcome (see redis-store.ts).
-  return { kind = kind, settledAtMs = now }
+  -- What was charged follows from the caller's own usage and outcome, and settledAtMs is the
+  -- call's nowMs (see redis-store.ts).
+  return { kind = kind }
 end
 
 ops.heartbeat = function(a)
@@ -1409,9 +1414,11 @@ local function main(keys, args)
   end
   flush()
   if #granted > 0 then redis.call('PUBLISH', P .. ':grants', cjson.encode(granted)) end
-  if op == 'batch' then return cjson.encode({ results = results, grantedIds = granted }) end
+  -- The call's time once rather than in each result: cjson formats a number with snprintf.
+  if op == 'batch' then return cjson.encode({ results = results, grantedIds = granted, nowMs = now }) end
   local result = results[1]
   result.grantedIds = granted
+  if result.nowMs == nil then result.nowMs = now end
   return cjson.encode(result)
 end
 

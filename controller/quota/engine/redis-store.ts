@@ -258,12 +258,14 @@ export class RedisLeaseStore implements LeaseStore {
     );
     this.#call(provider, 'batch', [wire, JSON.stringify(definitions)], batch.length).then(
       (raw) => {
-        const reply = JSON.parse(raw) as { results: unknown[]; grantedIds: unknown };
+        const reply = JSON.parse(raw) as { results: unknown[]; grantedIds: unknown; nowMs: number };
         // Grants the batch made for waiters are reported once, with the first result.
         const granted = Array.isArray(reply.grantedIds) ? (reply.grantedIds as string[]) : [];
         batch.forEach((operation, i) => {
-          const result = reply.results[i] as { grantedIds?: string[] };
+          const result = reply.results[i] as { grantedIds?: string[]; nowMs?: number };
           result.grantedIds = i === 0 ? granted : [];
+          // The batch's Redis time, sent once (lease-store.lua main).
+          result.nowMs ??= reply.nowMs;
           operation.resolve(result);
         });
       },
@@ -277,13 +279,13 @@ export class RedisLeaseStore implements LeaseStore {
     const result = await this.#batched<StoreAcquireResult | DirectGrant>(provider, 'acquire', [request]);
     if (result.kind !== 'granted' || 'lease' in result) return result;
     // A direct grant's reply holds only what the script decided; the rest is the request's.
-    const { expiresAtMs, hf, hr, ...rest } = result;
+    const { hf, hr, ...rest } = result;
     const lease = {
       id: request.id,
       budget: request.budget,
       enqueuedAtMs: result.nowMs,
       grantedAtMs: result.nowMs,
-      expiresAtMs,
+      expiresAtMs: result.nowMs + request.leaseTimeoutMs,
       reserved: request.reserved,
     };
     return { ...rest, lease, headroom: { fraction: hf, requests: hr } };
@@ -292,8 +294,10 @@ export class RedisLeaseStore implements LeaseStore {
   async settle(provider: string, command: SettleCommand): Promise<StoreSettleResult> {
     const result = await this.#batchedSettle(provider, command);
     if (result.kind === 'settled' || result.kind === 'settledAfterExpiry') {
-      // Charged follows from the command; only a repeated settle's reply carries it.
-      return { ...result, charged: chargedOf(command.usage, command.outcome) };
+      // Charged follows from the command, and the settle happened at the call's time; only a
+      // repeated settle's reply carries them.
+      const { nowMs, ...rest } = result as Extract<SettleReply, { nowMs: number }>;
+      return { ...rest, settledAtMs: nowMs, charged: chargedOf(command.usage, command.outcome) };
     }
     return result as StoreSettleResult;
   }
@@ -371,11 +375,11 @@ export class RedisLeaseStore implements LeaseStore {
  * The script's reply to a direct grant: the caller fills in the lease from its request. hf and hr:
  * the headroom's fraction and requests (store.ts narrowHeadroom).
  */
-type DirectGrant = Granting & { kind: 'granted'; nowMs: number; expiresAtMs: number; hf: number; hr: number };
+type DirectGrant = Granting & { kind: 'granted'; nowMs: number; hf: number; hr: number };
 
-/** The script's reply to a settle: `charged` only when repeated. */
+/** The script's reply to a settle: `charged` and `settledAtMs` only when repeated. */
 type SettleReply =
-  | (Granting & { kind: 'settled' | 'settledAfterExpiry'; settledAtMs: number })
+  | (Granting & { kind: 'settled' | 'settledAfterExpiry'; nowMs: number })
   | Exclude<StoreSettleResult, { kind: 'settled' | 'settledAfterExpiry' }>;
 
 /** An operation's script arguments when sent alone: an acquire's request and the definitions it names. */
