@@ -27,6 +27,7 @@ import { buildBudgetSet, parseBudgetsYaml } from '../common/budgets/load-budgets
 import { createQuotaClient } from '../common/grpc/quota-client.ts';
 import type { QuotaApi } from '../common/quota-api.ts';
 import { createMemoryEngine, createRedisEngine, type LeaseEngine } from '../controller/quota/engine/index.ts';
+import { BENCH_ACQUIRE, BENCH_USAGE, QUOTA_BENCH_BUDGETS_YAML } from './lib/quota-bench-budgets.ts';
 import { cpuSeconds, machineTicks, rssMb, stealPercent } from './lib/process-stats.ts';
 import { startCliProcess } from './lib/cli-process.ts';
 import { startQuotaServerProcess } from './lib/quota-server-process.ts';
@@ -50,25 +51,6 @@ const REDIS_URL = flags['redis-url']!;
 const PREFIX = `tlbench:${process.pid}:`;
 const RELAY = fileURLToPath(new URL('./lib/redis-relay.ts', import.meta.url));
 
-const BUDGETS_YAML = `
-apiVersion: tokenlease.io/v1alpha1
-kind: LLMProvider
-metadata: {name: bench, namespace: llm}
-spec:
-  api: openai
-  baseURL: https://api.example.test/v1
-  limits:
-    - {dimension: concurrency, amount: 100000}
-    - {dimension: requests, amount: 1000000000, window: 1m}
-    - {dimension: totalTokens, amount: 1000000000000, window: 1m}
----
-apiVersion: tokenlease.io/v1alpha1
-kind: LLMBudget
-metadata: {name: bench, namespace: bench}
-spec:
-  providerRef: {name: bench, namespace: llm}
-`;
-
 interface Measure {
   pairsPerS: number;
   p50Ms: number;
@@ -77,15 +59,8 @@ interface Measure {
 
 async function pair(api: QuotaApi): Promise<number> {
   const started = performance.now();
-  const grant = await api.acquire({
-    provider: 'llm/bench',
-    model: 'm',
-    budget: 'bench/bench',
-    inputTokens: 100,
-    maxOutputTokens: 100,
-    maxWaitMs: 1000,
-  });
-  await api.settle({ leaseId: grant.leaseId, usage: { inputTokens: 100, outputTokens: 50 }, outcome: 'ok' });
+  const grant = await api.acquire(BENCH_ACQUIRE);
+  await api.settle({ leaseId: grant.leaseId, usage: BENCH_USAGE, outcome: 'ok' });
   return performance.now() - started;
 }
 
@@ -174,7 +149,7 @@ function row(
 }
 
 async function benchEngine(): Promise<void> {
-  const budgets = buildBudgetSet(parseBudgetsYaml(BUDGETS_YAML, 'bench'));
+  const budgets = buildBudgetSet(parseBudgetsYaml(QUOTA_BENCH_BUDGETS_YAML, 'bench'));
   const engines: Array<[string, () => LeaseEngine]> = [
     ['memory', () => createMemoryEngine({ budgets })],
     [
@@ -314,7 +289,7 @@ async function benchFloor(rate: number): Promise<Measure> {
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'tokenlease-bench-'));
   const budgetsFile = join(dir, 'budgets.yaml');
-  writeFileSync(budgetsFile, BUDGETS_YAML);
+  writeFileSync(budgetsFile, QUOTA_BENCH_BUDGETS_YAML);
   console.error(
     `bench:quota (${QUICK ? 'quick' : 'full'}: ${RUNS} run(s) of ${SECONDS}s per point, median reported)`,
   );
