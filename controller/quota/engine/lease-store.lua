@@ -391,7 +391,7 @@ end
 -- flush_records puts back what it wrote; what was only read is decoded again next time. Kept
 -- across calls as a library (a script starts empty every call).
 local written_raw, written_rec, written_count = {}, {}, 0
-local MAX_WRITTEN = 10000
+local MAX_WRITTEN = 2048 -- a few MB of the functions VM at most, past which settles decode again
 
 local function take_written(id)
   local raws = written_raw[KR]
