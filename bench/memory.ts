@@ -32,6 +32,7 @@ import { ensureBuilt } from './lib/build.ts';
 import { startCliProcess, type CliProcess } from './lib/cli-process.ts';
 import { rssMb } from './lib/process-stats.ts';
 import { median, round, table } from './lib/stats.ts';
+import { roomyBudgetsYaml } from './lib/bench-budgets.ts';
 
 const { values: flags } = parseArgs({
   options: {
@@ -199,27 +200,6 @@ function startCli(variant: Variant, command: string, args: string[]): Promise<Cl
   return startCliProcess(ENTRY[variant.entry], command, args, { NODE_OPTIONS: variant.nodeOptions });
 }
 
-function budgetsYaml(simUrl: string): string {
-  return `
-apiVersion: tokenlease.io/v1alpha1
-kind: LLMProvider
-metadata: {name: sim, namespace: llm}
-spec:
-  api: openai
-  baseURL: ${simUrl}/v1
-  limits:
-    - {dimension: concurrency, amount: 100000}
-    - {dimension: requests, amount: 1000000000, window: 1m}
-    - {dimension: totalTokens, amount: 1000000000000, window: 1m}
----
-apiVersion: tokenlease.io/v1alpha1
-kind: LLMBudget
-metadata: {name: bench, namespace: bench}
-spec:
-  providerRef: {name: sim, namespace: llm}
-`;
-}
-
 const BODY = JSON.stringify({
   model: 'sim-model',
   max_tokens: 32,
@@ -353,7 +333,7 @@ async function main(): Promise<void> {
   try {
     counterRows = measureCounters(dir);
     const budgetsFile = join(dir, 'budgets.yaml');
-    writeFileSync(budgetsFile, budgetsYaml(sim.url));
+    writeFileSync(budgetsFile, roomyBudgetsYaml('sim', `${sim.url}/v1`));
     for (const variant of VARIANTS) {
       const samples: ProcessFigures[] = [];
       for (let run = 0; run < (variant.name === SHIPPED ? RUNS : 1); run++) {

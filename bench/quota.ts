@@ -27,7 +27,7 @@ import { buildBudgetSet, parseBudgetsYaml } from '../common/budgets/load-budgets
 import { createQuotaClient } from '../common/grpc/quota-client.ts';
 import type { QuotaApi } from '../common/quota-api.ts';
 import { createMemoryEngine, createRedisEngine, type LeaseEngine } from '../controller/quota/engine/index.ts';
-import { BENCH_ACQUIRE, BENCH_USAGE, QUOTA_BENCH_BUDGETS_YAML } from './lib/quota-bench-budgets.ts';
+import { BENCH_ACQUIRE, BENCH_USAGE, QUOTA_BENCH_BUDGETS_YAML } from './lib/bench-budgets.ts';
 import { cpuSeconds, machineTicks, rssMb, stealPercent } from './lib/process-stats.ts';
 import { startCliProcess } from './lib/cli-process.ts';
 import { startQuotaServerProcess } from './lib/quota-server-process.ts';

@@ -25,7 +25,7 @@ import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import { buildBudgetSet, parseBudgetsYaml } from '../common/budgets/load-budgets.ts';
 import { createRedisEngine, type LeaseEngine } from '../controller/quota/engine/index.ts';
-import { BENCH_ACQUIRE, BENCH_USAGE, QUOTA_BENCH_BUDGETS_YAML } from './lib/quota-bench-budgets.ts';
+import { BENCH_ACQUIRE, BENCH_USAGE, QUOTA_BENCH_BUDGETS_YAML } from './lib/bench-budgets.ts';
 import { median, round, table } from './lib/stats.ts';
 
 const { values: flags } = parseArgs({

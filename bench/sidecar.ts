@@ -36,6 +36,7 @@ import { startCliProcess, type CliProcess } from './lib/cli-process.ts';
 import { cpuSeconds, rssMb } from './lib/process-stats.ts';
 import { startQuotaServerProcess, type QuotaServerProcess } from './lib/quota-server-process.ts';
 import { median, percentile, round, table } from './lib/stats.ts';
+import { roomyBudgetsYaml } from './lib/bench-budgets.ts';
 
 const { values: flags } = parseArgs({
   options: {
@@ -62,27 +63,6 @@ const CLI = fileURLToPath(
 );
 const NODE_OPTIONS = flags['node-options']!;
 const PREFIX = `tlbench-sidecar:${process.pid}:`;
-
-function budgetsYaml(simUrl: string): string {
-  return `
-apiVersion: tokenlease.io/v1alpha1
-kind: LLMProvider
-metadata: {name: sim, namespace: llm}
-spec:
-  api: openai
-  baseURL: ${simUrl}/v1
-  limits:
-    - {dimension: concurrency, amount: 100000}
-    - {dimension: requests, amount: 1000000000, window: 1m}
-    - {dimension: totalTokens, amount: 1000000000000, window: 1m}
----
-apiVersion: tokenlease.io/v1alpha1
-kind: LLMBudget
-metadata: {name: bench, namespace: bench}
-spec:
-  providerRef: {name: sim, namespace: llm}
-`;
-}
 
 const BODY = JSON.stringify({
   model: 'sim-model',
@@ -198,7 +178,7 @@ async function main(): Promise<void> {
   const sim: SimProvider = await startSimProvider({ outputTokens: 16 });
   const dir = mkdtempSync(join(tmpdir(), 'tokenlease-bench-sidecar-'));
   const budgetsFile = join(dir, 'budgets.yaml');
-  writeFileSync(budgetsFile, budgetsYaml(sim.url));
+  writeFileSync(budgetsFile, roomyBudgetsYaml('sim', `${sim.url}/v1`));
   const embedded = flags.quota === 'embedded';
   const useRedis = !embedded && (await redisReachable(flags['redis-url']!));
   const quota: QuotaServerProcess | undefined = embedded
