@@ -13,7 +13,7 @@ import { startQuotaServer, type QuotaServer } from '../../controller/quota/serve
 import { startSidecar, type RunningSidecar } from '../../sidecar/main.ts';
 import { startSimProvider, type SimProvider } from '../../sim-provider/index.ts';
 import { redisUrl } from '../support/redis.ts';
-import { BUDGET_ID, budgetsFor, engineState, eventually } from './harness.ts';
+import { BUDGET_ID, budgetsFor, eventually, expectChargedAsLedger } from './harness.ts';
 
 describe('sidecars through the gRPC quota service on Redis', () => {
   const prefix = `tltest-sidecar:${randomUUID().slice(0, 8)}:`;
@@ -85,14 +85,7 @@ describe('sidecars through the gRPC quota service on Redis', () => {
     expect(ledger.refused).toBe(0);
     expect(ledger.ok).toBe(21);
     expect(ledger.maxInFlight).toBeLessThanOrEqual(3);
-    await eventually(async () => {
-      const state = await engineState(client);
-      expect(state.inFlight).toBe(0);
-      expect({ input: state.input, output: state.output }).toEqual({
-        input: ledger.usage.input,
-        output: ledger.usage.output,
-      });
-    });
+    await eventually(() => expectChargedAsLedger(client, ledger.usage));
   });
 
   it('fails closed in the provider format when the quota service goes away', async () => {

@@ -2,6 +2,7 @@
  * What the sidecar tests run against: the simulated provider, the lease engine in process, and
  * sidecars in front of them, wired through budgets written the way a user writes them.
  */
+import { expect } from 'vitest';
 import type { BudgetSet } from '../../common/budgets/load-budgets.ts';
 import { buildBudgetSet, parseObject } from '../../common/budgets/load-budgets.ts';
 import type { Api, Flavor, LLMBudget, LLMProvider } from '../../common/budgets/types.ts';
@@ -116,6 +117,19 @@ export async function engineState(
     input: used('inputTokens') ?? NaN,
     output: used('outputTokens') ?? NaN,
   };
+}
+
+/**
+ * The engine holds no lease of the provider any more and has charged exactly the tokens the
+ * simulated provider's ledger counted (`sim.ledger.summary().usage`).
+ */
+export async function expectChargedAsLedger(
+  engine: QuotaApi,
+  usage: { input: number; output: number },
+): Promise<void> {
+  const state = await engineState(engine);
+  expect(state.inFlight).toBe(0);
+  expect({ input: state.input, output: state.output }).toEqual({ input: usage.input, output: usage.output });
 }
 
 /** Waits until `check` passes (leases settle just after the response ends). */

@@ -9,7 +9,7 @@ import OpenAI from 'openai';
 import { fetch } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSimProvider, type SimProvider } from '../../sim-provider/index.ts';
-import { ACCOUNTING_LIMITS, engineState, eventually, startStack, type Stack } from './harness.ts';
+import { ACCOUNTING_LIMITS, eventually, expectChargedAsLedger, startStack, type Stack } from './harness.ts';
 
 /** Response ids come from the provider's ledger (the twins agree); timestamps are the wall clock. */
 function normalize(text: string): string {
@@ -121,13 +121,8 @@ describe('OpenAI SDK through the sidecar', () => {
   it("settles exactly the provider's usage and leaves no lease", async () => {
     await eventually(async () => {
       const ledger = stack.sim.ledger.summary();
-      const state = await engineState(stack.engine);
-      expect(state.inFlight).toBe(0);
       expect(ledger.ok).toBe(6);
-      expect({ input: state.input, output: state.output }).toEqual({
-        input: ledger.usage.input,
-        output: ledger.usage.output,
-      });
+      await expectChargedAsLedger(stack.engine, ledger.usage);
     });
   });
 });
@@ -172,13 +167,8 @@ describe('Anthropic SDK through the sidecar', () => {
   it("settles exactly the provider's usage and leaves no lease", async () => {
     await eventually(async () => {
       const ledger = stack.sim.ledger.summary();
-      const state = await engineState(stack.engine);
-      expect(state.inFlight).toBe(0);
       expect(ledger.ok).toBe(3);
-      expect({ input: state.input, output: state.output }).toEqual({
-        input: ledger.usage.input,
-        output: ledger.usage.output,
-      });
+      await expectChargedAsLedger(stack.engine, ledger.usage);
     });
   });
 });
@@ -207,13 +197,8 @@ describe('DeepSeek-style keep-alive lines while the answer is delayed', () => {
     expect(await stream.text()).toContain(': keep-alive\n\n');
     await eventually(async () => {
       const ledger = stack.sim.ledger.summary();
-      const state = await engineState(stack.engine);
-      expect(state.inFlight).toBe(0);
       expect(ledger.ok).toBe(2);
-      expect({ input: state.input, output: state.output }).toEqual({
-        input: ledger.usage.input,
-        output: ledger.usage.output,
-      });
+      await expectChargedAsLedger(stack.engine, ledger.usage);
     });
   });
 });

@@ -13,7 +13,14 @@ import { startQuotaServer, type QuotaServer } from '../../controller/quota/serve
 import { startSidecar, type RunningSidecar } from '../../sidecar/main.ts';
 import { startSimProvider, type SimProvider, type SimSettingsInput } from '../../sim-provider/index.ts';
 import { redisUrl } from '../support/redis.ts';
-import { BUDGET_ID, budgetsFor, engineState, eventually, type ProviderFields } from './harness.ts';
+import {
+  BUDGET_ID,
+  budgetsFor,
+  engineState,
+  eventually,
+  expectChargedAsLedger,
+  type ProviderFields,
+} from './harness.ts';
 
 interface Setup {
   sim: SimProvider;
@@ -106,12 +113,7 @@ describe('spare leases through the gRPC quota service on Redis', () => {
     const ledger = sim.ledger.summary();
     expect(ledger.ok).toBe(40);
     await eventually(async () => {
-      const state = await engineState(client);
-      expect(state.inFlight).toBe(0);
-      expect({ input: state.input, output: state.output }).toEqual({
-        input: ledger.usage.input,
-        output: ledger.usage.output,
-      });
+      await expectChargedAsLedger(client, ledger.usage);
       const usage = (await client.usage('llm/sim')).providers[0]!;
       expect(usage.limits.find((limit) => limit.dimension === 'requests')?.used).toBe(40);
       // Every spare is a grant: one per call, plus those given back unused.
