@@ -56,16 +56,17 @@ function fieldOf(fn: () => unknown): string {
   throw new Error('expected an InvalidRequestError');
 }
 
+const grant: Grant = {
+  leaseId: 'llm/sim|abc',
+  expiresAtMs: 1_800_000_000_000,
+  leaseTimeoutMs: 120_000,
+  waitedMs: 12,
+  reserved: { requests: 1, inputTokens: 120, outputTokens: 400, totalTokens: 520 },
+};
+
 describe('wire conversions', () => {
   it('round-trips an acquire request, a grant, a settle and a heartbeat', () => {
     expect(acquireFromWire(decodedAcquire())).toEqual(acquire);
-    const grant = {
-      leaseId: 'llm/sim|abc',
-      expiresAtMs: 1_800_000_000_000,
-      leaseTimeoutMs: 120_000,
-      waitedMs: 12,
-      reserved: { requests: 1, inputTokens: 120, outputTokens: 400, totalTokens: 520 },
-    };
     expect(grantFromWire(grantToWire(grant) as never)).toEqual(grant);
     const settle: SettleInput = {
       leaseId: 'llm/sim|abc',
@@ -94,18 +95,12 @@ describe('wire conversions', () => {
   });
 
   it("carries a direct grant's headroom, zeros included, and none for a grant from the queue", () => {
-    const grant = {
-      leaseId: 'llm/sim|abc',
-      expiresAtMs: 1_800_000_000_000,
-      leaseTimeoutMs: 120_000,
-      waitedMs: 0,
-      reserved: { requests: 1, inputTokens: 120, outputTokens: 400, totalTokens: 520 },
-    };
     const roundTrip = (value: Grant) => grantFromWire(grantToWire(value) as AcquireResponse__Output);
-    const roomy = { ...grant, headroom: { fraction: 0.333333, requests: 1_000_000_000 } };
+    const direct = { ...grant, waitedMs: 0 };
+    const roomy = { ...direct, headroom: { fraction: 0.333333, requests: 1_000_000_000 } };
     expect(roundTrip(roomy)).toStrictEqual(roomy);
     // No room left is a headroom of zeros, not the absence of one.
-    const full = { ...grant, headroom: { fraction: 0, requests: 0 } };
+    const full = { ...direct, headroom: { fraction: 0, requests: 0 } };
     expect(roundTrip(full)).toStrictEqual(full);
     expect(grantToWire(grant).headroom).toBeNull();
     expect('headroom' in roundTrip(grant)).toBe(false);
