@@ -140,7 +140,7 @@ export class SpareLeases {
         asking: 0,
         roomy: false,
         size,
-        previousSize: size,
+        previousSize: { ...size },
         sizeSince: performance.now(),
       };
       this.#pools.set(key, pool);
@@ -187,10 +187,10 @@ export class SpareLeases {
       pool.size = { inputTokens: 0, maxOutputTokens: 0 };
       pool.sizeSince = now;
     }
-    pool.size = {
-      inputTokens: Math.max(pool.size.inputTokens, input.inputTokens),
-      maxOutputTokens: Math.max(pool.size.maxOutputTokens, input.maxOutputTokens),
-    };
+    // In place: this runs on every call of a key with a pool.
+    const size = pool.size;
+    if (input.inputTokens > size.inputTokens) size.inputTokens = input.inputTokens;
+    if (input.maxOutputTokens > size.maxOutputTokens) size.maxOutputTokens = input.maxOutputTokens;
   }
 
   #spareSize(pool: Pool): Size {
