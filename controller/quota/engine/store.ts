@@ -349,7 +349,6 @@ const BUDGET_COUNTER_KINDS = new Set(['bi', 'bw', 'g', 'r', 'o']);
  * Per-budget figures from the store's counters, named `kind:budget` (bi in flight, bw waiting,
  * g granted, r rejected) or `o:budget:outcome` (upstream refusals); budget ids hold no colon.
  */
-
 export function budgetCounters(counters: Iterable<[string, number]>): {
   budgets: StoreUsage['budgets'];
   inFlight: number;
