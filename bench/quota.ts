@@ -10,11 +10,14 @@
  * 3. the machine's floor at the Redis session's half-load rate: the same two round trips per pair
  *    through a process that only relays each message to Redis as a PING (lib/redis-relay.ts), so
  *    the half-load p99 can be read against what this machine gives any two-hop Node service.
+ * 4. a peer rate-limit service in the same run, envoyproxy/ratelimit on the same Redis
+ *    (lib/envoy-ratelimit.ts): its pairs per CPU-second, and its p99 at the `grpc unary redis`
+ *    row's open-loop rate, driven by the same grpc-js unary client.
  * The open-loop rows say how much of the machine's CPU time the hypervisor took meanwhile
  * (`steal %`, from /proc/stat): on a shared host that, more than the code, decides their p99.
  * Prints a table, then as the last line one JSON object for Redis over gRPC at concurrency 64
  * (with half_load_p99_ms, half_load_steal_pct and, measured in the same run,
- * half_load_floor_p99_ms).
+ * half_load_floor_p99_ms, peer_pairs_per_cpu_s and peer_unary_rate_p99_ms).
  * `-- --quick` finishes in under a minute.
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -32,6 +35,7 @@ import { cpuSeconds, machineTicks, rssMb, stealPercent } from './lib/process-sta
 import { startCliProcess } from './lib/cli-process.ts';
 import { startQuotaServerProcess } from './lib/quota-server-process.ts';
 import { RelayClient } from './lib/redis-relay.ts';
+import { EnvoyRatelimitClient, startEnvoyRatelimit } from './lib/envoy-ratelimit.ts';
 import { median, percentile, round, table } from './lib/stats.ts';
 
 const { values: flags } = parseArgs({
@@ -65,13 +69,18 @@ async function pair(api: QuotaApi): Promise<number> {
 }
 
 /** Closed loop: `concurrency` workers each run pairs back to back for `seconds`. */
-async function closedLoop(api: QuotaApi, concurrency: number, seconds: number): Promise<Measure> {
+async function closedLoop(
+  api: QuotaApi | (() => Promise<number>),
+  concurrency: number,
+  seconds: number,
+): Promise<Measure> {
+  const run = typeof api === 'function' ? api : () => pair(api);
   const latencies: number[] = [];
   const until = performance.now() + seconds * 1000;
   const started = performance.now();
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
-      while (performance.now() < until) latencies.push(await pair(api));
+      while (performance.now() < until) latencies.push(await run());
     }),
   );
   const elapsed = (performance.now() - started) / 1000;
@@ -127,6 +136,8 @@ async function medianOf(runs: number, measure: () => Promise<Measure>): Promise<
 }
 
 const rows: Array<Record<string, string | number>> = [];
+/** The open-loop rate of each gRPC row (`unary redis`, `session redis`...): half its measured max. */
+const halfLoadRates = new Map<string, number>();
 function row(
   path: string,
   store: string,
@@ -235,6 +246,7 @@ async function benchGrpc(budgetsFile: string): Promise<Record<string, number>> {
               });
             }
           }
+          halfLoadRates.set(`${transport} ${store}`, max / 2);
           const ticks = machineTicks();
           const half = await medianOf(RUNS, () => openLoop(client, max / 2, SECONDS));
           const steal = stealPercent(ticks);
@@ -286,6 +298,53 @@ async function benchFloor(rate: number): Promise<Measure> {
   }
 }
 
+/**
+ * The peer (lib/envoy-ratelimit.ts) over gRPC on the same Redis: closed-loop, then open-loop at
+ * `rate`, the `grpc unary redis` row's. Its "pair" is two ShouldRateLimit calls one after the
+ * other: the same two round trips to the service and to Redis as an acquire and a settle, made
+ * with the same grpc-js unary client as that row, whose CPU bounds what one load generator can
+ * send (so the peer is not run at the session rows' rate). `pairs/cpu-s` divides by the peer's
+ * own CPU seconds, like the quota service's rows.
+ */
+async function benchPeer(rate: number): Promise<{ pairsPerCpuS: number; halfLoad: Measure }> {
+  const peer = await startEnvoyRatelimit(REDIS_URL, `${PREFIX}rls:`);
+  const client = new EnvoyRatelimitClient(peer.target);
+  const twoCalls = async () => {
+    const started = performance.now();
+    await client.call();
+    await client.call();
+    return performance.now() - started;
+  };
+  const path = 'peer: envoy ratelimit';
+  try {
+    await closedLoop(twoCalls, 16, 0.5);
+    let pairsPerCpuS = 0;
+    // A quick run keeps to c=64 (the per-core figure) to stay under a minute.
+    for (const concurrency of QUICK ? [64] : CONCURRENCY) {
+      const cpuBefore = cpuSeconds(peer.pid);
+      const wallBefore = performance.now();
+      const m = await medianOf(RUNS, () => closedLoop(twoCalls, concurrency, SECONDS));
+      const cpu = cpuSeconds(peer.pid) - cpuBefore;
+      const perCore = (m.pairsPerS * ((performance.now() - wallBefore) / 1000)) / Math.max(cpu, 0.01);
+      row(path, 'redis', `c=${concurrency}`, m, {
+        'pairs/cpu-s': Math.round(perCore),
+        'server rss MB': round(rssMb(peer.pid), 1),
+      });
+      if (concurrency === 64) pairsPerCpuS = perCore;
+    }
+    const ticks = machineTicks();
+    const halfLoad = await medianOf(RUNS, () => openLoop(twoCalls, rate, SECONDS));
+    row(path, 'redis', `open ${Math.round(rate)}/s`, halfLoad, {
+      'server rss MB': round(rssMb(peer.pid), 1),
+      'steal %': round(stealPercent(ticks), 1),
+    });
+    return { pairsPerCpuS, halfLoad };
+  } finally {
+    client.close();
+    await peer.stop();
+  }
+}
+
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'tokenlease-bench-'));
   const budgetsFile = join(dir, 'budgets.yaml');
@@ -298,6 +357,12 @@ async function main(): Promise<void> {
     const headline = await benchGrpc(budgetsFile);
     if (headline.half_load_pairs_per_s !== undefined) {
       headline.half_load_floor_p99_ms = round((await benchFloor(headline.half_load_pairs_per_s)).p99Ms, 3);
+    }
+    const unaryRate = halfLoadRates.get('unary redis');
+    if (unaryRate !== undefined) {
+      const peer = await benchPeer(unaryRate);
+      headline.peer_pairs_per_cpu_s = Math.round(peer.pairsPerCpuS);
+      headline.peer_unary_rate_p99_ms = round(peer.halfLoad.p99Ms, 3);
     }
     console.log(table(rows));
     console.log(JSON.stringify(headline));

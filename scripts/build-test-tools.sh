@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Builds the binaries the API-server, chart and alert-rule tests run for real:
-# kube-apiserver + kubectl, etcd and helm from the Go module proxy, and Debian's prometheus/promtool.
+# kube-apiserver + kubectl, etcd and helm from the Go module proxy, and Debian's prometheus/promtool;
+# and, only when named, envoy-ratelimit (envoyproxy/ratelimit, bench:quota's peer service).
 # Output goes to the git-ignored .tools/<name>-<version>/, so a second run only checks and exits.
 #
 #   scripts/build-test-tools.sh [--print-env] [TOOL...]
-#     TOOL: etcd, kubernetes (kube-apiserver + kubectl), helm, prometheus (+ promtool); default all.
+#     TOOL: etcd, kubernetes (kube-apiserver + kubectl), helm, prometheus (+ promtool), envoy-ratelimit;
+#     default all but envoy-ratelimit (only benchmarks run it).
 #     Builds what is missing, then prints each tool's path, or with --print-env `export TOKENLEASE_...=`
 #     lines only (progress goes to stderr): eval "$(scripts/build-test-tools.sh --print-env)"
 #
@@ -16,20 +18,23 @@ set -euo pipefail
 KUBERNETES_VERSION=v1.34.2
 ETCD_VERSION=v3.6.16
 HELM_VERSION=v3.22.0
+# envoyproxy/ratelimit tags no releases as Go module versions; this is main on 2026-01-22.
+ENVOY_RATELIMIT_VERSION=v1.4.1-0.20260122083618-3fb702589d36
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TOOLS=$ROOT/.tools
 K8S_DIR=$TOOLS/kubernetes-$KUBERNETES_VERSION
 ETCD_DIR=$TOOLS/etcd-$ETCD_VERSION
 HELM_DIR=$TOOLS/helm-$HELM_VERSION
+ENVOY_RATELIMIT_DIR=$TOOLS/envoy-ratelimit-$ENVOY_RATELIMIT_VERSION
 
 PRINT_ENV=0
 SELECTED=()
 for arg in "$@"; do
   case "$arg" in
     --print-env) PRINT_ENV=1 ;;
-    etcd | kubernetes | helm | prometheus) SELECTED+=("$arg") ;;
-    *) echo "usage: $0 [--print-env] [etcd|kubernetes|helm|prometheus]..." >&2; exit 2 ;;
+    etcd | kubernetes | helm | prometheus | envoy-ratelimit) SELECTED+=("$arg") ;;
+    *) echo "usage: $0 [--print-env] [etcd|kubernetes|helm|prometheus|envoy-ratelimit]..." >&2; exit 2 ;;
   esac
 done
 [[ ${#SELECTED[@]} -gt 0 ]] || SELECTED=(etcd kubernetes helm prometheus)
@@ -153,6 +158,20 @@ build_helm() {
   ./helm version >&2 || die "the built helm does not run"
 }
 
+build_envoy_ratelimit() {
+  if [[ -x $ENVOY_RATELIMIT_DIR/ratelimit ]]; then
+    log "envoyproxy/ratelimit already built in $ENVOY_RATELIMIT_DIR"
+    return
+  fi
+  need_go
+  log "building envoyproxy/ratelimit $ENVOY_RATELIMIT_VERSION"
+  mkdir -p "$ENVOY_RATELIMIT_DIR"
+  # Its own go.mod, unchanged: go install builds it with exactly the dependencies upstream pins.
+  GOBIN=$ENVOY_RATELIMIT_DIR timed go install -trimpath -ldflags "-s -w" \
+    "github.com/envoyproxy/ratelimit/src/service_cmd@$ENVOY_RATELIMIT_VERSION"
+  mv "$ENVOY_RATELIMIT_DIR/service_cmd" "$ENVOY_RATELIMIT_DIR/ratelimit"
+}
+
 install_prometheus() {
   if command -v promtool >/dev/null && command -v prometheus >/dev/null; then
     log "prometheus and promtool already installed ($(command -v promtool))"
@@ -182,6 +201,7 @@ selected etcd && build_etcd
 selected kubernetes && build_kubernetes
 selected helm && build_helm
 selected prometheus && install_prometheus
+selected envoy-ratelimit && build_envoy_ratelimit
 log "ready in $((SECONDS - total))s"
 
 # One line per selected tool: `export VAR=path` with --print-env, `name path` otherwise.
@@ -198,6 +218,7 @@ if selected kubernetes; then
   emit kubectl TOKENLEASE_KUBECTL "$K8S_DIR/kubectl"
 fi
 if selected helm; then emit helm TOKENLEASE_HELM "$HELM_DIR/helm"; fi
+if selected envoy-ratelimit; then emit envoy-ratelimit TOKENLEASE_ENVOY_RATELIMIT "$ENVOY_RATELIMIT_DIR/ratelimit"; fi
 if selected prometheus; then
   emit prometheus TOKENLEASE_PROMETHEUS "$(command -v prometheus)"
   emit promtool TOKENLEASE_PROMTOOL "$(command -v promtool)"
