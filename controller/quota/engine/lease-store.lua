@@ -1382,7 +1382,11 @@ local function main(keys, args)
     register_definitions(args[A + 1])
   else
     calls = { { op, unpack(args, A) } }
-    if op == 'acquire' then register_definitions(args[A + 1]) end
+    if op == 'acquire' then
+      -- Decoded here rather than in ops.acquire, so that its budget's fields join the HMGET below.
+      calls[1][2] = cjson.decode(args[A])
+      register_definitions(args[A + 1])
+    end
   end
   -- Nothing runs unless every operation is known (a batch is all or nothing).
   local settling = {}
