@@ -133,6 +133,58 @@ describe('redis store modes', () => {
   });
 });
 
+describe('redis store limit definitions', () => {
+  it('sends a definition until Redis holds it, and again, before anything runs, once Redis has lost it', async () => {
+    const keyPrefix = `${prefix}definitions:`;
+    const store = new RedisLeaseStore({ redis: redisUrl(), keyPrefix });
+    await store.ready();
+    const engine = new StoreLeaseEngine(store, BUDGETS);
+    // What each acquire brought as its last argument: the definitions' JSON, or '' for none.
+    const monitor = await admin.duplicate().monitor();
+    const brought: string[] = [];
+    monitor.on('monitor', (_time: string, args: string[]) => {
+      if (
+        args[0]?.toLowerCase() === 'fcall' &&
+        args[3] === `${keyPrefix}{llm/acme}:m` &&
+        args[4] === 'acquire'
+      )
+        brought.push(args.at(-1)!);
+    });
+    const definitions = `${keyPrefix}{llm/acme}:d`;
+    const slotsHeld = async () =>
+      (await engine.usage('llm/acme')).providers[0]!.limits.find((l) => l.dimension === 'concurrency')!.used;
+    try {
+      const first = await acquire(engine);
+      const second = await acquire(engine);
+      expect(await admin.hlen(definitions)).toBe(2);
+      // As after a restart or failover that lost them: the next acquire is refused by the script
+      // before it changes anything, and made again with its definitions.
+      await admin.del(definitions);
+      const third = await acquire(engine);
+      expect(store.stats.definitionsResent).toBe(1);
+      expect(await admin.hlen(definitions)).toBe(2);
+      await new Promise((resolve) => setTimeout(resolve, 200)); // MONITOR's lines trail the replies
+      expect(brought).toHaveLength(4);
+      // (MONITOR quotes the JSON: read for the two limits, not parsed.)
+      for (const i of [0, 3]) expect(brought[i]).toMatch(/concurrency.*requests|requests.*concurrency/);
+      expect(brought.slice(1, 3)).toEqual(['', '']);
+      // Every lease kept both limits: settling them frees every concurrency slot.
+      expect(await slotsHeld()).toBe(3);
+      for (const lease of [first, second, third]) {
+        await engine.settle({
+          leaseId: lease.leaseId,
+          usage: { inputTokens: 10, outputTokens: 5 },
+          outcome: 'ok',
+        });
+      }
+      expect(await slotsHeld()).toBe(0);
+    } finally {
+      monitor.disconnect();
+      await store.close();
+    }
+  });
+});
+
 describe('redis store layout', () => {
   it('keeps the main hash a hash table, however few fields it holds', async () => {
     const keyPrefix = `${prefix}layout:`;

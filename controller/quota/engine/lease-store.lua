@@ -4,8 +4,9 @@
 -- KEYS[1]  the provider's main hash; every other key shares its hash tag (one cluster slot)
 -- ARGV[1]  operation   ARGV[2] key prefix   ARGV[3] clock override in ms ('' = Redis TIME)
 -- ARGV[4]  record grace ms   ARGV[5] gc batch   ARGV[6] pump batch   ARGV[7] settled grace ms
--- ARGV[8..] operation arguments: for `acquire`, the request and the limit definitions it names;
---           for `batch`, the operations and the definitions their requests name (JSON)
+-- ARGV[8..] operation arguments: for `acquire`, the request and the limit definitions it names
+--           that Redis may not hold yet; for `batch`, the operations and the definitions their
+--           requests name, likewise (JSON, or '' for none)
 -- Keys, under the prefix P (ARGV[2]): P:m the main hash (per-budget counters, fair-queue state,
 -- closures, and each limit's window, slots, pacing and adapted amount, see prime_limits); P:r
 -- lease and waiter records; P:x leases by expiry; P:g records to forget, by time; P:d limit
@@ -212,6 +213,35 @@ local function register_definitions(raw)
       if not definitions[id] then remember_definition(id, json) end
     end
   end
+end
+
+-- Do the calls' acquires name a definition Redis does not hold? redis-store.ts sends a
+-- definition until Redis has taken it, then only its id; if KD has lost one since (deleted by
+-- hand, a restart or failover without it), the call must not run: its limit would be left out.
+local function definitions_missing(calls)
+  local unknown, seen
+  for _, item in ipairs(calls) do
+    local w = item[1] == 'acquire' and item[2]
+    if type(w) == 'table' then
+      for i = 15, #w, 2 do
+        local id = w[i]
+        if not registered[id] then
+          unknown, seen = unknown or {}, seen or {}
+          if not seen[id] then
+            seen[id] = true
+            unknown[#unknown + 1] = id
+          end
+        end
+      end
+    end
+  end
+  if not unknown then return false end
+  hprime(KD, unknown)
+  for _, id in ipairs(unknown) do
+    if hget(KD, id) == nil then return true end
+    registered[id] = true
+  end
+  return false
 end
 
 -- A request as it travels (redis-store.ts wireRequest): one array, no field names to decode:
@@ -1388,12 +1418,14 @@ local function main(keys, args)
       register_definitions(args[A + 1])
     end
   end
-  -- Nothing runs unless every operation is known (a batch is all or nothing).
+  -- Nothing runs unless every operation is known (a batch is all or nothing), nor unless Redis
+  -- holds every definition the acquires name (the caller then sends them: redis-store.ts).
   local settling = {}
   for _, item in ipairs(calls) do
     if not ops[item[1]] then return redis.error_reply('tokenlease: unknown operation ' .. tostring(item[1])) end
     if item[1] == 'settle' or item[1] == 'heartbeat' then settling[#settling + 1] = item[2] end
   end
+  if definitions_missing(calls) then return redis.error_reply('tokenlease: definitions missing') end
   prime_records(settling)
   -- The main hash's fields most calls read, in one HMGET (acquiring budgets' own fields too).
   local main_fields = { 'nw', 'vt', 'cu', 'cr', 'lb1', 'lt1', 'lb2', 'lt2', 'gc', 'us', 'ht' }

@@ -64,6 +64,17 @@ type LeaseCommand = (key: string, ...args: ScriptArgument[]) => Promise<string>;
 /** Most operations one script call runs (bounds the time Redis spends in one script). */
 const MAX_BATCH = 64;
 
+/** The script's refusal of a call naming a limit definition Redis does not hold (lease-store.lua). */
+const DEFINITIONS_MISSING = 'tokenlease: definitions missing';
+/** Definition ids remembered per provider as held by Redis, past which the memory starts over. */
+const MAX_STORED_DEFINITIONS = 10_000;
+
+/** One script call's arguments, and the limit definitions they carry. */
+interface DefiningCall {
+  args: ScriptArgument[];
+  definitions: Definitions;
+}
+
 interface BatchedOperation {
   op: 'acquire' | 'settle';
   args: unknown[];
@@ -81,8 +92,21 @@ export class RedisLeaseStore implements LeaseStore {
   #subscribed: Promise<void> | undefined;
   /** Acquires and settles waiting for the next batch, per provider. */
   readonly #batches = new Map<string, BatchedOperation[]>();
-  /** Script calls made, and the operations they carried (more operations than calls: batching). */
-  readonly stats = { scriptCalls: 0, operations: 0, mode: 'script' as 'script' | 'function' };
+  /**
+   * Per provider, the ids of the limit definitions Redis took from this store: later acquires name
+   * them without sending them (redis-wire.ts), which spares Redis decoding ~1 KB of JSON per call.
+   */
+  readonly #storedDefinitions = new Map<string, Set<string>>();
+  /**
+   * Script calls made, and the operations they carried (more operations than calls: batching);
+   * calls made again with every definition because Redis no longer held one.
+   */
+  readonly stats = {
+    scriptCalls: 0,
+    operations: 0,
+    definitionsResent: 0,
+    mode: 'script' as 'script' | 'function',
+  };
   readonly #batching: boolean;
   readonly #functions: boolean;
 
@@ -167,10 +191,52 @@ export class RedisLeaseStore implements LeaseStore {
   }
 
   async #run<T>(provider: string, op: string, ...args: ScriptArgument[]): Promise<T> {
-    const result = JSON.parse(await this.#call(provider, op, args)) as T & { grantedIds?: unknown };
-    // cjson writes an empty array as {}.
-    if (!Array.isArray(result.grantedIds)) result.grantedIds = [];
-    return result;
+    return parseReply<T>(await this.#call(provider, op, args));
+  }
+
+  /** An acquire or settle as its own script call. */
+  async #runAlone<T>(provider: string, op: BatchedOperation['op'], args: unknown[]): Promise<T> {
+    if (op !== 'acquire') return this.#run<T>(provider, op, ...(args as ScriptArgument[]));
+    const build = (stored?: ReadonlySet<string>): DefiningCall => {
+      const definitions: Definitions = {};
+      const request = JSON.stringify(wireRequest(args[0] as StoredRequest, definitions, stored));
+      return { args: [request, definitionsArgument(definitions)], definitions };
+    };
+    return parseReply<T>(await this.#callDefining(provider, op, build));
+  }
+
+  /**
+   * A script call whose acquires name limit definitions: those Redis took before are left out.
+   * Should Redis have lost one (its definitions hash deleted, a restart or a failover without it),
+   * the script refuses the call before it changes anything, and it is made once more with all.
+   */
+  async #callDefining(
+    provider: string,
+    op: string,
+    build: (stored?: ReadonlySet<string>) => DefiningCall,
+    operations = 1,
+  ): Promise<string> {
+    const stored = this.#storedDefinitions.get(provider);
+    let call = build(stored);
+    let raw: string;
+    try {
+      raw = await this.#call(provider, op, call.args, operations);
+    } catch (error) {
+      if (!stored || !(error as Error).message.includes(DEFINITIONS_MISSING)) throw error;
+      this.#storedDefinitions.delete(provider);
+      this.stats.definitionsResent++;
+      call = build();
+      raw = await this.#call(provider, op, call.args, operations);
+    }
+    for (const id in call.definitions) {
+      let ids = this.#storedDefinitions.get(provider);
+      if (!ids || ids.size >= MAX_STORED_DEFINITIONS) {
+        ids = new Set();
+        this.#storedDefinitions.set(provider, ids);
+      }
+      ids.add(id);
+    }
+    return raw;
   }
 
   /**
@@ -228,7 +294,7 @@ export class RedisLeaseStore implements LeaseStore {
    * operation is sent as it is.
    */
   #batched<T>(provider: string, op: BatchedOperation['op'], args: unknown[]): Promise<T> {
-    if (!this.#batching) return this.#run(provider, op, ...alone(op, args));
+    if (!this.#batching) return this.#runAlone(provider, op, args);
     return new Promise<T>((resolve, reject) => {
       let batch = this.#batches.get(provider);
       if (!batch) {
@@ -247,16 +313,19 @@ export class RedisLeaseStore implements LeaseStore {
     this.#batches.delete(provider);
     if (batch.length === 1) {
       const { op, args, resolve, reject } = batch[0]!;
-      this.#run(provider, op, ...alone(op, args)).then(resolve, reject);
+      this.#runAlone(provider, op, args).then(resolve, reject);
       return;
     }
-    const definitions: Definitions = {};
-    const wire = JSON.stringify(
-      batch.map(({ op, args }) =>
-        op === 'acquire' ? [op, wireRequest(args[0] as StoredRequest, definitions)] : [op, ...args],
-      ),
-    );
-    this.#call(provider, 'batch', [wire, JSON.stringify(definitions)], batch.length).then(
+    const build = (stored?: ReadonlySet<string>): DefiningCall => {
+      const definitions: Definitions = {};
+      const wire = JSON.stringify(
+        batch.map(({ op, args }) =>
+          op === 'acquire' ? [op, wireRequest(args[0] as StoredRequest, definitions, stored)] : [op, ...args],
+        ),
+      );
+      return { args: [wire, definitionsArgument(definitions)], definitions };
+    };
+    this.#callDefining(provider, 'batch', build, batch.length).then(
       (raw) => {
         const reply = JSON.parse(raw) as { results: unknown[]; grantedIds: unknown; nowMs: number };
         // Grants the batch made for waiters are reported once, with the first result.
@@ -382,12 +451,18 @@ type SettleReply =
   | (Granting & { kind: 'settled' | 'settledAfterExpiry'; nowMs: number })
   | Exclude<StoreSettleResult, { kind: 'settled' | 'settledAfterExpiry' }>;
 
-/** An operation's script arguments when sent alone: an acquire's request and the definitions it names. */
-function alone(op: BatchedOperation['op'], args: unknown[]): ScriptArgument[] {
-  if (op !== 'acquire') return args as ScriptArgument[];
-  const definitions: Definitions = {};
-  const request = JSON.stringify(wireRequest(args[0] as StoredRequest, definitions));
-  return [request, JSON.stringify(definitions)];
+/** A script reply: its JSON, with `grantedIds` always an array. */
+function parseReply<T>(raw: string): T {
+  const result = JSON.parse(raw) as T & { grantedIds?: unknown };
+  // cjson writes an empty array as {}.
+  if (!Array.isArray(result.grantedIds)) result.grantedIds = [];
+  return result;
+}
+
+/** The definitions argument: their JSON, or '' when the call brings none. */
+function definitionsArgument(definitions: Definitions): string {
+  for (const _ in definitions) return JSON.stringify(definitions);
+  return '';
 }
 
 function escapeGlob(text: string): string {

@@ -1,8 +1,8 @@
 /**
  * How the Redis lease store hands requests to its script (lease-store.lua request_of): a request
  * as one array, so that neither side spends time on field names, with each limit as the id of
- * its definition (every field but `need`) and its need. The definitions travel along, once per
- * call, and the script keeps them in Redis: a lease record carries [id, need] per limit rather
+ * its definition (every field but `need`) and its need. The definitions travel along until Redis
+ * has them, and the script keeps them in Redis: a lease record carries [id, need] per limit rather
  * than the whole limit.
  */
 import { createHash } from 'node:crypto';
@@ -32,8 +32,15 @@ type SentRequest = AllSent<
   | 'limits'
 >;
 
-/** A request as the script takes it; adds the definitions its limits name to `definitions`. */
-export function wireRequest(request: SentRequest, definitions: Definitions): unknown[] {
+/**
+ * A request as the script takes it; adds the definitions its limits name to `definitions`, except
+ * those in `stored` (ids Redis already holds: the script finds them in its definitions hash).
+ */
+export function wireRequest(
+  request: SentRequest,
+  definitions: Definitions,
+  stored?: ReadonlySet<string>,
+): unknown[] {
   const { reserved, adaptation } = request;
   const wire: unknown[] = [
     request.id,
@@ -53,7 +60,7 @@ export function wireRequest(request: SentRequest, definitions: Definitions): unk
   ];
   for (const plan of request.limits) {
     const known = definitionOf(plan);
-    definitions[known.id] = known.json;
+    if (!stored?.has(known.id)) definitions[known.id] = known.json;
     wire.push(known.id, plan.need);
   }
   return wire;
