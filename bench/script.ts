@@ -18,7 +18,6 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -27,6 +26,7 @@ import { buildBudgetSet, parseBudgetsYaml } from '../common/budgets/load-budgets
 import { createRedisEngine, type LeaseEngine } from '../controller/quota/engine/index.ts';
 import { BENCH_ACQUIRE, BENCH_USAGE, QUOTA_BENCH_BUDGETS_YAML } from './lib/bench-budgets.ts';
 import { median, round, table } from './lib/stats.ts';
+import { freePort } from '../test/support/free-ports.ts';
 
 const { values: flags } = parseArgs({
   options: {
@@ -45,17 +45,6 @@ function requireTool(command: string, args: string[]): void {
   } catch {
     throw new Error(`bench:script needs ${command} on PATH (apt-get install valgrind redis-server)`);
   }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /** A Redis server under callgrind, answering on `port` once PING does. */

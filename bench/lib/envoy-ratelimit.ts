@@ -11,7 +11,6 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -24,6 +23,7 @@ import {
   type ServiceError,
 } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
+import { freePorts } from '../../test/support/free-ports.ts';
 import { buildTools } from '../../test/kube/test-tools.ts';
 
 const PROTO = fileURLToPath(new URL('./envoy-rls.proto', import.meta.url));
@@ -50,17 +50,6 @@ async function binary(): Promise<string> {
   return path;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
-
 /** Starts the service against the Redis at `redisUrl` (host and port only); resolves once it serves gRPC. */
 export async function startEnvoyRatelimit(redisUrl: string, prefix: string): Promise<EnvoyRatelimit> {
   const redis = new URL(redisUrl);
@@ -70,7 +59,7 @@ export async function startEnvoyRatelimit(redisUrl: string, prefix: string): Pro
   const root = mkdtempSync(join(tmpdir(), 'tokenlease-bench-ratelimit-'));
   mkdirSync(join(root, 'ratelimit', 'config'), { recursive: true });
   writeFileSync(join(root, 'ratelimit', 'config', 'bench.yaml'), CONFIG);
-  const [http, grpc, debug] = [await freePort(), await freePort(), await freePort()];
+  const [http, grpc, debug] = (await freePorts(3)) as [number, number, number];
   const child: ChildProcess = spawn(await binary(), [], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: {

@@ -14,7 +14,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CapacityExhaustedError } from '../../common/errors/errors.ts';
 import type { QuotaApi } from '../../common/quota-api.ts';
-import { freePort, startQuotaCluster, sleep, type QuotaCluster } from './quota-cluster.ts';
+import { freePort } from '../support/free-ports.ts';
+import { startQuotaCluster, sleep, type QuotaCluster } from './quota-cluster.ts';
 
 const CONCURRENCY = 6;
 const CALL_MS = 40;

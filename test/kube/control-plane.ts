@@ -8,11 +8,11 @@ import { closeSync, openSync, readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { request as httpRequest, type ClientRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { KubeConfig } from '@kubernetes/client-node';
+import { freePorts } from '../support/free-ports.ts';
 import { KUBE_USERS, kubeConfigFor, type ControlPlaneConnection, type KubeUser } from './kube-config.ts';
 
 export class ControlPlaneError extends Error {
@@ -181,27 +181,6 @@ function tokenFileContent(tokens: Record<KubeUser, string>): string {
 function lastPemCertificate(pem: string): string {
   const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g);
   return blocks?.length ? `${blocks[blocks.length - 1]}\n` : '';
-}
-
-async function freePorts(count: number): Promise<number[]> {
-  // Hold all listeners open until every port is known, so the same port is not handed out twice.
-  const servers = await Promise.all(
-    Array.from({ length: count }, async () => {
-      const srv = createServer();
-      await new Promise<void>((resolve, reject) => {
-        srv.once('error', reject);
-        srv.listen(0, '127.0.0.1', resolve);
-      });
-      return srv;
-    }),
-  );
-  const ports = servers.map((srv) => {
-    const address = srv.address();
-    if (address === null || typeof address === 'string') throw new ControlPlaneError('no TCP port assigned');
-    return address.port;
-  });
-  await Promise.all(servers.map((srv) => new Promise((resolve) => srv.close(resolve))));
-  return ports;
 }
 
 function httpGet(

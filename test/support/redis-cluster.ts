@@ -4,27 +4,16 @@
  */
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { freePorts } from './free-ports.ts';
 
 const run = promisify(execFile);
 
 export interface LocalCluster {
   nodes: Array<{ host: string; port: number }>;
   stop(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const port = (server.address() as { port: number }).port;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 async function waitFor(check: () => Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
@@ -38,8 +27,7 @@ async function waitFor(check: () => Promise<boolean>, what: string, timeoutMs = 
 
 export async function startLocalCluster(): Promise<LocalCluster> {
   const dir = mkdtempSync(join(tmpdir(), 'tokenlease-cluster-'));
-  const ports: number[] = [];
-  for (let i = 0; i < 6; i++) ports.push(await freePort());
+  const ports = await freePorts(6);
   const processes: ChildProcess[] = ports.map((port) =>
     spawn(
       'redis-server',
