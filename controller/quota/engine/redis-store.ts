@@ -134,7 +134,10 @@ export class RedisLeaseStore implements LeaseStore {
         typeof options.redis === 'string'
           ? new Redis(options.redis, base)
           : new Redis({ ...options.redis, ...base });
-      this.#subscriber = this.#redis.duplicate({ enableOfflineQueue: true });
+      // Resubscribed by #subscribe rather than by ioredis, whose own PSUBSCRIBE after a reconnect
+      // has no handler: closed before Redis answers (a shutdown while Redis comes back), it is an
+      // unhandled rejection, which ends a Node process.
+      this.#subscriber = this.#redis.duplicate({ enableOfflineQueue: true, autoResubscribe: false });
     }
     this.#redis.on('error', () => {
       // Connection errors surface on the commands that fail; ioredis reconnects by itself.
@@ -180,13 +183,20 @@ export class RedisLeaseStore implements LeaseStore {
       for (const listener of this.#listeners) listener(provider, ids as string[]);
     });
     await this.#subscriber.psubscribe(pattern);
-    // ioredis subscribes again after a reconnect, but what was published meanwhile is lost.
+    // After a reconnect: subscribe again (a cluster's subscriber does so itself), then resync, since
+    // what was published meanwhile is lost.
+    const resubscribe = !(this.#subscriber instanceof Cluster);
     let connected = true;
     this.#subscriber.on('close', () => (connected = false));
     this.#subscriber.on('ready', () => {
       if (connected) return;
       connected = true;
-      for (const listener of this.#resyncListeners) listener();
+      const resync = () => {
+        for (const listener of this.#resyncListeners) listener();
+      };
+      if (!resubscribe) return resync();
+      // Failing, the connection is gone again and its next 'ready' comes back here.
+      this.#subscriber.psubscribe(pattern).then(resync, () => {});
     });
   }
 
