@@ -109,7 +109,9 @@ export interface BudgetSource {
 export async function startRedisBudgetSource(options: BudgetSourceOptions): Promise<BudgetSource> {
   const keys = budgetKeys(options.keyPrefix ?? DEFAULT_BUDGETS_PREFIX);
   const client = connect(options.redis);
-  const subscriber = client.duplicate();
+  // Subscribed again by the 'ready' handler below rather than by ioredis, whose own SUBSCRIBE after
+  // a reconnect has no handler: closed before Redis answers, it is an unhandled rejection.
+  const subscriber = client.duplicate({ autoResubscribe: false });
   let version = 0;
   let closed = false;
   let loading: Promise<void> = Promise.resolve();
@@ -144,8 +146,11 @@ export async function startRedisBudgetSource(options: BudgetSourceOptions): Prom
     // Subscribed before the first load, so no announcement falls between the two.
     const stored = await load();
     version = stored?.version ?? 0;
-    // ioredis re-subscribes after a reconnect by itself; what was announced meanwhile is reloaded.
-    subscriber.on('ready', reload);
+    // After a reconnect: subscribe again, then reload what was announced meanwhile. (Failing, the
+    // connection is gone again and its next 'ready' comes back here.)
+    subscriber.on('ready', () => {
+      subscriber.subscribe(keys.channel).then(reload, () => {});
+    });
     return {
       initial: stored?.budgets ?? { providers: new Map(), budgets: new Map() },
       get version() {

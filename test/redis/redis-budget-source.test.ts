@@ -10,6 +10,7 @@ import {
   type BudgetSource,
 } from '../../common/budgets/redis-budget-source.ts';
 import { budgetSchema, providerSchema } from '../../common/budgets/types.ts';
+import { startHoldingProxy } from '../support/holding-proxy.ts';
 import { redisUrl } from '../support/redis.ts';
 
 const prefix = `test:budgets:${randomBytes(4).toString('hex')}:`;
@@ -46,9 +47,13 @@ function budgetsWith(requestsPerMinute: number): BudgetSet {
 }
 
 /** Starts a source that records every update into `updates`. */
-async function source(updates: Array<{ version: number; budgets: BudgetSet }>, errors: unknown[] = []) {
+async function source(
+  updates: Array<{ version: number; budgets: BudgetSet }>,
+  errors: unknown[] = [],
+  url = redisUrl(),
+) {
   const started = await startRedisBudgetSource({
-    redis: redisUrl(),
+    redis: url,
     keyPrefix: prefix,
     onUpdate: (budgets, version) => updates.push({ version, budgets }),
     onError: (error) => errors.push(error),
@@ -112,5 +117,31 @@ describe('budgets in Redis', () => {
     await writer.write(budgetsWith(11));
     await until(() => updates.length === 1);
     expect(limitOf(updates[0]!.budgets)).toBe(11);
+  });
+
+  it('subscribes again after a reconnect, and closes cleanly while it does', async () => {
+    const proxy = await startHoldingProxy();
+    const updates: Array<{ version: number; budgets: BudgetSet }> = [];
+    const reader = await source(updates, [], proxy.url);
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      proxy.dropAll();
+      await writer.write(budgetsWith(13)); // announced while away, or after: reloaded either way
+      await until(() => updates.length > 0 && limitOf(updates.at(-1)!.budgets) === 13);
+      await writer.write(budgetsWith(14)); // announced on the channel subscribed again
+      await until(() => limitOf(updates.at(-1)!.budgets) === 14);
+
+      const held = proxy.holdNextSubscribe();
+      proxy.dropAll();
+      await held; // its SUBSCRIBE is sent, and never answered...
+      await reader.close(); // ...when it is closed
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+      proxy.close();
+    }
   });
 });

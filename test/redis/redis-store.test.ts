@@ -4,13 +4,13 @@
  * function library (the default on Redis 7+), loaded again when Redis lost it, or as a script.
  */
 import { randomUUID } from 'node:crypto';
-import { connect, createServer, type Socket } from 'node:net';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CapacityExhaustedError } from '../../common/errors/errors.ts';
 import { acmeBudgets } from '../../controller/quota/engine/engine-conformance.ts';
 import { StoreLeaseEngine } from '../../controller/quota/engine/lease-engine.ts';
 import { LIBRARY_NAME, RedisLeaseStore } from '../../controller/quota/engine/redis-store.ts';
+import { startHoldingProxy } from '../support/holding-proxy.ts';
 import { redisUrl } from '../support/redis.ts';
 
 const admin = new Redis(redisUrl());
@@ -186,53 +186,6 @@ describe('redis store limit definitions', () => {
   });
 });
 
-/**
- * A TCP proxy to the tests' Redis that can drop every connection, and hold back Redis's answers on
- * the next connection that sends a PSUBSCRIBE.
- */
-async function startHoldingProxy() {
-  const target = new URL(redisUrl());
-  const sockets = new Set<Socket>();
-  let onPsubscribe: (() => void) | undefined;
-  const server = createServer((client) => {
-    const upstream = connect(Number(target.port || 6379), target.hostname);
-    let held = false;
-    for (const socket of [client, upstream]) {
-      sockets.add(socket);
-      socket.on('error', () => {});
-      socket.on('close', () => {
-        sockets.delete(socket);
-        client.destroy();
-        upstream.destroy();
-      });
-    }
-    client.on('data', (chunk: Buffer) => {
-      if (onPsubscribe && /psubscribe/i.test(chunk.toString('latin1'))) {
-        held = true;
-        onPsubscribe();
-        onPsubscribe = undefined;
-      }
-      upstream.write(chunk);
-    });
-    upstream.on('data', (chunk: Buffer) => {
-      if (!held) client.write(chunk);
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `redis://127.0.0.1:${(server.address() as { port: number }).port}`,
-    /** Resolves once a connection has sent a PSUBSCRIBE, whose answer it then never gets. */
-    holdNextPsubscribe: () => new Promise<void>((resolve) => (onPsubscribe = resolve)),
-    dropAll: () => {
-      for (const socket of sockets) socket.destroy();
-    },
-    close: () => {
-      for (const socket of sockets) socket.destroy();
-      server.close();
-    },
-  };
-}
-
 describe('redis store connections', () => {
   it('closes cleanly while it subscribes again after a reconnect', async () => {
     const proxy = await startHoldingProxy();
@@ -242,7 +195,7 @@ describe('redis store connections', () => {
     const onUnhandled = (reason: unknown) => unhandled.push(reason);
     process.on('unhandledRejection', onUnhandled);
     try {
-      const held = proxy.holdNextPsubscribe();
+      const held = proxy.holdNextSubscribe();
       proxy.dropAll(); // both connections come back, and the subscriber subscribes again...
       await held;
       await store.close(); // ...and is closed before Redis answers
