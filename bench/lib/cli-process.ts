@@ -26,25 +26,9 @@ export async function startCliProcess(
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...env },
   });
-  const lines: string[] = [];
-  const listening = await new Promise<CliProcess['listening']>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`${command} did not start:\n${lines.join('\n')}`)),
-      20_000,
-    );
-    const onLine = (line: string) => {
-      lines.push(line);
-      if (!line.includes('"listening"')) return;
-      clearTimeout(timer);
-      resolve(JSON.parse(line) as CliProcess['listening']);
-    };
-    createInterface({ input: child.stderr! }).on('line', onLine);
-    createInterface({ input: child.stdout! }).on('line', onLine);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`${command} exited with ${code}:\n${lines.join('\n')}`));
-    });
-  });
+  const listening = JSON.parse(
+    await awaitLine(child, command, (line) => line.includes('"listening"')),
+  ) as CliProcess['listening'];
   return {
     child,
     pid: child.pid!,
@@ -56,4 +40,31 @@ export async function startCliProcess(
         child.kill('SIGTERM');
       }),
   };
+}
+
+/**
+ * The first line `child` writes (stdout or stderr) that `ready` accepts; rejects with what it wrote
+ * if it exits first or takes over 20 s. `what` names it in the error.
+ */
+export function awaitLine(
+  child: ChildProcess,
+  what: string,
+  ready: (line: string) => boolean,
+): Promise<string> {
+  const lines: string[] = [];
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${what} did not start:\n${lines.join('\n')}`)), 20_000);
+    const onLine = (line: string) => {
+      if (lines.length < 200) lines.push(line);
+      if (!ready(line)) return;
+      clearTimeout(timer);
+      resolve(line);
+    };
+    createInterface({ input: child.stderr! }).on('line', onLine);
+    createInterface({ input: child.stdout! }).on('line', onLine);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${what} exited with ${code}:\n${lines.join('\n')}`));
+    });
+  });
 }

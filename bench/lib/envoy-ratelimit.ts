@@ -13,7 +13,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import {
   credentials,
@@ -24,6 +23,7 @@ import {
 } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { freePorts } from '../../test/support/free-ports.ts';
+import { awaitLine } from './cli-process.ts';
 import { buildTools } from '../../test/kube/test-tools.ts';
 
 const PROTO = fileURLToPath(new URL('./envoy-rls.proto', import.meta.url));
@@ -81,25 +81,7 @@ export async function startEnvoyRatelimit(redisUrl: string, prefix: string): Pro
       DEBUG_PORT: String(debug),
     },
   });
-  const lines: string[] = [];
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`envoy ratelimit did not start:\n${lines.join('\n')}`)),
-      20_000,
-    );
-    const onLine = (line: string) => {
-      if (lines.length < 200) lines.push(line);
-      if (!line.includes('Listening for gRPC')) return;
-      clearTimeout(timer);
-      resolve();
-    };
-    createInterface({ input: child.stdout! }).on('line', onLine);
-    createInterface({ input: child.stderr! }).on('line', onLine);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`envoy ratelimit exited with ${code}:\n${lines.join('\n')}`));
-    });
-  });
+  await awaitLine(child, 'envoy ratelimit', (line) => line.includes('Listening for gRPC'));
   return {
     pid: child.pid!,
     target: `127.0.0.1:${grpc}`,

@@ -238,8 +238,8 @@ export class RedisLeaseStore implements LeaseStore {
       call = build();
       raw = await this.#call(provider, op, call.args, operations);
     }
+    let ids = this.#storedDefinitions.get(provider);
     for (const id in call.definitions) {
-      let ids = this.#storedDefinitions.get(provider);
       if (!ids || ids.size >= MAX_STORED_DEFINITIONS) {
         ids = new Set();
         this.#storedDefinitions.set(provider, ids);
