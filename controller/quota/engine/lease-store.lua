@@ -1196,9 +1196,7 @@ local granted
 local ops = {}
 
 ops.acquire = function(a)
-  local wire = a[1]
-  if type(wire) == 'string' then wire = cjson.decode(wire) end
-  local req = request_of(wire)
+  local req = request_of(a[1]) -- decoded by main
   pump(granted)
   local tier = tier_of(req.priority)
   local ahead = 0
