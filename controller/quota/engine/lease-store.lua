@@ -20,6 +20,19 @@
 -- `main` is set up once at load, not on every call: as a script, creating its ~100 closures
 -- costs more than a small operation. State of one call lives in the locals `begin` resets.
 
+-- The library functions the operations use, as upvalues. While it runs, a library's global table
+-- is empty and reaches Redis's globals through a metatable, so each use of a global costs two table
+-- lookups and a metamethod (table lookups were a tenth of the script's instructions, callgrind of
+-- redis-server). They cannot be read while the library loads, so the first call binds them.
+local function library_functions()
+  return tonumber, tostring, type, pairs, ipairs, unpack, math.floor, math.ceil, math.min, math.max,
+    math.abs, redis.call, cjson.encode, cjson.decode, struct.pack, struct.unpack, string.sub, string.rep,
+    string.find, string.match
+end
+local tonumber, tostring, type, pairs, ipairs, unpack, math_floor, math_ceil, math_min, math_max
+local math_abs, redis_call, cjson_encode, cjson_decode, struct_pack, struct_unpack, string_sub
+local string_rep, string_find, string_match
+
 -- Set by `begin` for each call.
 local op, P, now, GRACE, GC_BATCH, PUMP_BATCH, SETTLED_GRACE
 local KM, KR, KX, KG, KD
@@ -76,7 +89,7 @@ local function hprime(key, fields)
     end
   end
   if not missing then return end
-  local values = redis.call('HMGET', key, unpack(missing))
+  local values = redis_call('HMGET', key, unpack(missing))
   for i, f in ipairs(missing) do h[f] = values[i] end
 end
 
@@ -84,7 +97,7 @@ local function hget(key, field)
   local h = fields_of(key)
   local v = h[field]
   if v == nil then
-    v = redis.call('HGET', key, field)
+    v = redis_call('HGET', key, field)
     h[field] = v
   end
   if v == false then return nil end
@@ -110,8 +123,8 @@ end
 local function call_chunked(command, key, args)
   local i = 1
   while i <= #args do
-    local last = math.min(#args, i + 3999)
-    redis.call(command, key, unpack(args, i, last))
+    local last = math_min(#args, i + 3999)
+    redis_call(command, key, unpack(args, i, last))
     i = last + 1
   end
 end
@@ -148,7 +161,7 @@ end
 -- A whole hash as field/value pairs (flushed first).
 local function hgetall(key)
   hflush(key)
-  return redis.call('HGETALL', key)
+  return redis_call('HGETALL', key)
 end
 
 -- Sorted-set changes are kept per key until flushed: member -> score (false: remove).
@@ -182,7 +195,7 @@ local function remember_definition(id, json)
   if definition_count >= 1000 then
     definitions, definition_count = {}, 0
   end
-  local meta = { __index = cjson.decode(json) }
+  local meta = { __index = cjson_decode(json) }
   definitions[id] = meta
   definition_count = definition_count + 1
   return meta
@@ -199,7 +212,7 @@ end
 -- Stores the definitions a call's requests name (id -> JSON) unless already known.
 local function register_definitions(raw)
   if raw == nil or raw == '' then return end
-  local named, ids = cjson.decode(raw), {}
+  local named, ids = cjson_decode(raw), {}
   for id in pairs(named) do ids[#ids + 1] = id end
   hprime(KD, ids)
   for id, json in pairs(named) do
@@ -285,7 +298,7 @@ local function record_format(nlimits, nwin, nslots)
   local shape = (nlimits * 256 + nwin) * 256 + nslots
   local format = record_formats[shape]
   if not format then
-    format = RECORD_HEAD .. string.rep('Hc0d', nlimits) .. 'BB' .. string.rep('BdddB', nwin) .. string.rep('B', nslots)
+    format = RECORD_HEAD .. string_rep('Hc0d', nlimits) .. 'BB' .. string_rep('BdddB', nwin) .. string_rep('B', nslots)
     record_formats[shape] = format
   end
   return format
@@ -321,18 +334,18 @@ local function encode_record(rec)
     n = n + 1
     a[n] = limit_index(req, slot.k)
   end
-  return struct.pack(record_format(#limits, #win, #slots), unpack(a, 1, n))
+  return struct_pack(record_format(#limits, #win, #slots), unpack(a, 1, n))
 end
 
 -- Decodes a record and gives its limits their definitions (a limit whose definition is gone, its
 -- hash deleted by hand, is left out, with its charges and slots, rather than read as nothing).
 local function decode_record(raw)
   local st, uc, adaptation, enq, dl, ga, ea, id, budget, priority, weight, cost, aging, lease_timeout, max_wait,
-    nlimits, probe, max_probe, requests, input, output, total, pos = struct.unpack(RECORD_HEAD, raw)
+    nlimits, probe, max_probe, requests, input, output, total, pos = struct_unpack(RECORD_HEAD, raw)
   local plans, kept = {}, {}
   for i = 1, nlimits do
     local d, need
-    d, need, pos = struct.unpack('<Hc0d', raw, pos)
+    d, need, pos = struct_unpack('<Hc0d', raw, pos)
     local meta = definition(d)
     if meta then
       plans[i] = setmetatable({ d = d, need = need }, meta)
@@ -344,17 +357,17 @@ local function decode_record(raw)
     reserved = { requests = requests, inputTokens = input, outputTokens = output, totalTokens = total } }
   if adaptation == 1 then req.adaptation = { probeMs = probe, maxProbeMs = max_probe } end
   local nwin, nslots
-  nwin, nslots, pos = struct.unpack('<BB', raw, pos)
+  nwin, nslots, pos = struct_unpack('<BB', raw, pos)
   local win, slots = {}, {}
   for _ = 1, nwin do
     local i, b, c, w, p
-    i, b, c, w, p, pos = struct.unpack('<BdddB', raw, pos)
+    i, b, c, w, p, pos = struct_unpack('<BdddB', raw, pos)
     local plan = plans[i]
     if plan then win[#win + 1] = { k = plan.key, d = plan.dimension, b = b, c = c, w = w, p = p } end
   end
   for _ = 1, nslots do
     local i
-    i, pos = struct.unpack('<B', raw, pos)
+    i, pos = struct_unpack('<B', raw, pos)
     if plans[i] then slots[#slots + 1] = { k = plans[i].key } end
   end
   return { req = req, st = STATES[st], uc = uc == 1, enq = enq, dl = dl, ga = ga, ea = ea, win = win, slots = slots }
@@ -363,10 +376,10 @@ end
 -- A settled answer: what was charged, and when.
 local function encode_settled(answer)
   local ch = answer.ch
-  return struct.pack('<ddddd', ch.requests, ch.inputTokens, ch.outputTokens, ch.totalTokens, answer.sa)
+  return struct_pack('<ddddd', ch.requests, ch.inputTokens, ch.outputTokens, ch.totalTokens, answer.sa)
 end
 local function decode_settled(raw)
-  local requests, input, output, total, sa = struct.unpack('<ddddd', raw)
+  local requests, input, output, total, sa = struct_unpack('<ddddd', raw)
   return { st = 'settled', sa = sa,
     ch = { requests = requests, inputTokens = input, outputTokens = output, totalTokens = total } }
 end
@@ -378,7 +391,7 @@ local function prime_records(ids)
     if records[id] == nil and rawrecords[id] == nil then missing[#missing + 1] = id end
   end
   if #missing == 0 then return end
-  local values = redis.call('HMGET', KR, unpack(missing))
+  local values = redis_call('HMGET', KR, unpack(missing))
   for i, id in ipairs(missing) do rawrecords[id] = values[i] end
 end
 
@@ -394,14 +407,14 @@ local function slice_key(slice)
   end
   return name
 end
-local function oldest_kept_slice() return math.floor((now - SETTLED_GRACE) / SLICE_MS) end
+local function oldest_kept_slice() return math_floor((now - SETTLED_GRACE) / SLICE_MS) end
 
 local function load_settled(id)
   local s = settled[id]
   if s == nil then
     s = false
-    for slice = math.floor(now / SLICE_MS), oldest_kept_slice(), -1 do
-      local raw = redis.call('HGET', slice_key(slice), id)
+    for slice = math_floor(now / SLICE_MS), oldest_kept_slice(), -1 do
+      local raw = redis_call('HGET', slice_key(slice), id)
       if raw then
         local answer = decode_settled(raw)
         if now < answer.sa + SETTLED_GRACE then s = answer end
@@ -452,7 +465,7 @@ local function load(id)
   local rec = records[id]
   if rec == nil then
     local raw = rawrecords[id]
-    if raw == nil then raw = redis.call('HGET', KR, id) end
+    if raw == nil then raw = redis_call('HGET', KR, id) end
     local known_raw, known = take_written(id)
     if raw and known_raw == raw then
       rec = known
@@ -495,10 +508,10 @@ local function flush_records()
     answers[#answers + 1] = encode_settled(settled[id])
   end
   if #answers > 0 then
-    local key = slice_key(math.floor(now / SLICE_MS))
+    local key = slice_key(math_floor(now / SLICE_MS))
     call_chunked('HSET', key, answers)
     -- The sweep unlinks it in time; this only catches a slice left when calls stop.
-    redis.call('PEXPIRE', key, SETTLED_GRACE + 3 * SLICE_MS)
+    redis_call('PEXPIRE', key, SETTLED_GRACE + 3 * SLICE_MS)
   end
   recdirty, settleddirty = {}, {}
 end
@@ -604,7 +617,7 @@ local function set_window(plan, total, floor) window_totals[plan.key], window_fl
 roll = function(plan)
   local key = plan.key
   local pre, tf, ff = NAMES.w[key], NAMES.wt[key], NAMES.wf[key]
-  local start = math.floor((now - plan.windowMs - plan.marginMs) / plan.bucketMs)
+  local start = math_floor((now - plan.windowMs - plan.marginMs) / plan.bucketMs)
   local floor = hnum(KM, ff)
   if floor == nil then return 0, start end
   local total = hnum(KM, tf) or 0
@@ -625,8 +638,8 @@ roll = function(plan)
       local all = hgetall(KM)
       for i = 1, #all, 2 do
         local field = all[i]
-        if string.sub(field, 1, #pre) == pre then
-          local index = tonumber(string.sub(field, #pre + 1))
+        if string_sub(field, 1, #pre) == pre then
+          local index = tonumber(string_sub(field, #pre + 1))
           if index and index < start then
             total = total - tonumber(all[i + 1])
             hdel(KM, field)
@@ -645,7 +658,7 @@ end
 local function charge_now(plan, add)
   local total, floor = window(plan)
   local key = plan.key
-  local bucket = math.floor(now / plan.bucketMs)
+  local bucket = math_floor(now / plan.bucketMs)
   local field = bucket_field(key, bucket)
   hset(KM, field, (hnum(KM, field) or 0) + add)
   hset(KM, NAMES.wt[key], total + add)
@@ -739,7 +752,7 @@ local function prime_limits(plans, charges)
       else
         fields[#fields + 1] = NAMES.wt[key]
         fields[#fields + 1] = NAMES.wf[key]
-        fields[#fields + 1] = bucket_field(key, math.floor(now / plan.bucketMs))
+        fields[#fields + 1] = bucket_field(key, math_floor(now / plan.bucketMs))
         if paced_limit(plan) then
           fields[#fields + 1] = NAMES.p[key]
           fields[#fields + 1] = NAMES.ph[key]
@@ -762,7 +775,7 @@ local function narrow_headroom(result, limit, used, need)
   if limit > 0 then share = free / limit end
   if share < result.hf then result.hf = share end
   if need > 0 then
-    local more = math.floor(free / need)
+    local more = math_floor(free / need)
     if more < result.hr then result.hr = more end
   end
 end
@@ -797,7 +810,7 @@ local function fit(req, pace)
         if paced_limit(plan) then note_held(plan) end
         -- The buckets still counted, oldest first: when has enough of them left?
         local fields = {}
-        for index = floor, math.floor(now / plan.bucketMs) do fields[#fields + 1] = bucket_field(plan.key, index) end
+        for index = floor, math_floor(now / plan.bucketMs) do fields[#fields + 1] = bucket_field(plan.key, index) end
         hprime(KM, fields)
         local freed, at = 0, INF
         for i, field in ipairs(fields) do
@@ -825,20 +838,20 @@ local function qa(tier, budget) return P .. ':qa:' .. TIERS[tier] .. ':' .. budg
 local function qt(tier) return QT[tier] end
 
 local function retag(tier, budget)
-  if redis.call('EXISTS', qp(tier, budget)) == 0 then
-    redis.call('ZREM', qt(tier), budget)
+  if redis_call('EXISTS', qp(tier, budget)) == 0 then
+    redis_call('ZREM', qt(tier), budget)
     return
   end
   local vt, finish = hnum(KM, 'vt') or 0, hnum(KM, NAMES.f[budget]) or 0
   if finish < vt then finish = vt end
-  redis.call('ZADD', qt(tier), finish, budget)
+  redis_call('ZADD', qt(tier), finish, budget)
 end
 
 local function enqueue(rec, seq)
   local req = rec.req
   local tier = tier_of(req.priority)
-  redis.call('ZADD', qp(tier, req.budget), -req.priority * 1e12 + seq, req.id)
-  redis.call('ZADD', qa(tier, req.budget), rec.enq, req.id)
+  redis_call('ZADD', qp(tier, req.budget), -req.priority * 1e12 + seq, req.id)
+  redis_call('ZADD', qa(tier, req.budget), rec.enq, req.id)
   count('nw', 1)
   retag(tier, req.budget)
 end
@@ -846,8 +859,8 @@ end
 local function dequeue(rec)
   local req = rec.req
   local tier = tier_of(req.priority)
-  if redis.call('ZREM', qp(tier, req.budget), req.id) == 0 then return end
-  redis.call('ZREM', qa(tier, req.budget), req.id)
+  if redis_call('ZREM', qp(tier, req.budget), req.id) == 0 then return end
+  redis_call('ZREM', qa(tier, req.budget), req.id)
   count('nw', -1)
   count(NAMES.bw[req.budget], -1)
   retag(tier, req.budget)
@@ -962,7 +975,7 @@ end
 
 -- Expires leases past their time and forgets old records; bounded per operation.
 local function collect()
-  local expired = redis.call('ZRANGEBYSCORE', KX, '-inf', now, 'LIMIT', 0, GC_BATCH)
+  local expired = redis_call('ZRANGEBYSCORE', KX, '-inf', now, 'LIMIT', 0, GC_BATCH)
   for _, id in ipairs(expired) do
     local rec = load(id)
     if rec and rec.st == 'active' then
@@ -978,7 +991,7 @@ local function collect()
   -- Forgetting is not urgent: once per SWEEP_MS.
   if now < (hnum(KM, 'gc') or 0) then return end
   hset(KM, 'gc', now + SWEEP_MS)
-  local forget = redis.call('ZRANGEBYSCORE', KG, '-inf', now, 'LIMIT', 0, GC_BATCH)
+  local forget = redis_call('ZRANGEBYSCORE', KG, '-inf', now, 'LIMIT', 0, GC_BATCH)
   for _, id in ipairs(forget) do
     zrem(KG, id)
     local rec = load(id)
@@ -989,33 +1002,33 @@ local function collect()
   end
   local oldest = oldest_kept_slice()
   local swept = hnum(KM, 'us') or (oldest - 1)
-  for slice = math.max(swept + 1, oldest - 64), oldest - 1 do redis.call('UNLINK', slice_key(slice)) end
+  for slice = math_max(swept + 1, oldest - 64), oldest - 1 do redis_call('UNLINK', slice_key(slice)) end
   hset(KM, 'us', oldest - 1)
 end
 
 -- The next waiter in grant order: first tier first, fairest budget, then priority with aging.
 local function head()
   for tier = 0, 1 do
-    local budget = redis.call('ZRANGE', qt(tier), 0, 0)[1]
+    local budget = redis_call('ZRANGE', qt(tier), 0, 0)[1]
     if budget then
-      local oldest = redis.call('ZRANGE', qa(tier, budget), 0, 0, 'WITHSCORES')
+      local oldest = redis_call('ZRANGE', qa(tier, budget), 0, 0, 'WITHSCORES')
       local id
       if oldest[1] then
         local rec = load(oldest[1])
         if rec and rec.st == 'waiting' and now - tonumber(oldest[2]) >= rec.req.agingMs then return rec end
       end
-      id = redis.call('ZRANGE', qp(tier, budget), 0, 0)[1]
+      id = redis_call('ZRANGE', qp(tier, budget), 0, 0)[1]
       if id then
         local rec = load(id)
         if rec and rec.st == 'waiting' then return rec end
         -- A missing record must not wedge the queue.
-        redis.call('ZREM', qp(tier, budget), id)
-        redis.call('ZREM', qa(tier, budget), id)
+        redis_call('ZREM', qp(tier, budget), id)
+        redis_call('ZREM', qa(tier, budget), id)
         count('nw', -1)
         retag(tier, budget)
         return head()
       end
-      redis.call('ZREM', qt(tier), budget)
+      redis_call('ZREM', qt(tier), budget)
       return head()
     end
   end
@@ -1049,7 +1062,7 @@ local function pump(granted)
         if f.at > now and f.at < wake then wake = f.at end
         if f.conc then
           zflush(KX)
-          local first = redis.call('ZRANGE', KX, 0, 0, 'WITHSCORES')
+          local first = redis_call('ZRANGE', KX, 0, 0, 'WITHSCORES')
           if first[2] and tonumber(first[2]) < wake then wake = tonumber(first[2]) end
         end
         return wake
@@ -1074,14 +1087,14 @@ local function lower(plan, estimate, adaptation, stated)
   local current = amount(plan)
   -- Multiplicative decrease at most: one refusal never takes more than half (a limit the
   -- provider states in its headers is taken as it is).
-  if not stated and estimate < math.ceil(current / 2) then estimate = math.ceil(current / 2) end
+  if not stated and estimate < math_ceil(current / 2) then estimate = math_ceil(current / 2) end
   if estimate >= current then return end
   local k = 'e|' .. plan.key
   hprime(KM, { k .. '|p', k .. '|l' })
   local probe, last_probe = hnum(KM, k .. '|p'), hnum(KM, k .. '|l') or 0
   local next_probe = adaptation.probeMs
   if probe and last_probe > 0 and now - last_probe < 2 * probe then
-    next_probe = math.min(adaptation.maxProbeMs, probe * 2)
+    next_probe = math_min(adaptation.maxProbeMs, probe * 2)
   end
   hset(KM, k, estimate)
   hset(KM, k .. '|t', now)
@@ -1094,7 +1107,7 @@ local function observed_plan(req, dimension)
   local best
   for _, plan in ipairs(req.limits) do
     if plan.adaptive and plan.windowMs > 0 and plan.dimension == dimension then
-      if not best or math.abs(plan.windowMs - 60000) < math.abs(best.windowMs - 60000) then best = plan end
+      if not best or math_abs(plan.windowMs - 60000) < math_abs(best.windowMs - 60000) then best = plan end
     end
   end
   return best
@@ -1152,7 +1165,7 @@ local function adapt(rec, outcome, retry_after, reset_at, observations)
       end
     end
     if worst and not refusal_explained(rec.req, worst, observations) then
-      local estimate = math.floor(worst_charge.w * RATE_BACKOFF)
+      local estimate = math_floor(worst_charge.w * RATE_BACKOFF)
       if estimate < worst.need then estimate = worst.need end
       lower(worst, estimate, adaptation)
     end
@@ -1164,8 +1177,8 @@ local function adapt(rec, outcome, retry_after, reset_at, observations)
         local eff, changed, probe = hnum(KM, k), hnum(KM, k .. '|t') or 0, hnum(KM, k .. '|p') or 0
         if eff and eff < plan.amount and now - changed >= probe then
           local step = 1
-          if plan.windowMs > 0 then step = math.max(1, math.ceil(plan.amount * 0.02)) end
-          hset(KM, k, math.min(plan.amount, eff + step))
+          if plan.windowMs > 0 then step = math_max(1, math_ceil(plan.amount * 0.02)) end
+          hset(KM, k, math_min(plan.amount, eff + step))
           hset(KM, k .. '|t', now)
           hset(KM, k .. '|l', now)
         end
@@ -1201,8 +1214,8 @@ ops.acquire = function(a)
   local tier = tier_of(req.priority)
   local ahead = 0
   if waiting() > 0 then
-    ahead = redis.call('ZCARD', qt(0))
-    if tier == 1 then ahead = ahead + redis.call('ZCARD', qt(1)) end
+    ahead = redis_call('ZCARD', qt(0))
+    if tier == 1 then ahead = ahead + redis_call('ZCARD', qt(1)) end
   end
   local cu, cr = closed_until()
   local f = fit(req, req.maxWaitMs > 0)
@@ -1213,7 +1226,7 @@ ops.acquire = function(a)
     -- The caller knows the rest of the lease, its times from the call's nowMs (see redis-store.ts);
     -- hf, hr: the headroom left.
     return { kind = 'granted',
-      hf = math.floor(f.hf * HEADROOM_FRACTION_STEP + 0.5) / HEADROOM_FRACTION_STEP, hr = f.hr }
+      hf = math_floor(f.hf * HEADROOM_FRACTION_STEP + 0.5) / HEADROOM_FRACTION_STEP, hr = f.hr }
   end
   local retry, limit = retry_at(f), f.limit
   if cu > 0 and cu >= f.at then retry, limit = cu, 'closed: ' .. cr end
@@ -1250,7 +1263,7 @@ ops.settle = function(a)
   if outcome ~= 'ok' and outcome ~= 'unused' then count('o:' .. rec.req.budget .. ':' .. outcome, 1) end
   if outcome ~= 'unused' then
     local observations = {}
-    if a[7] ~= '' then observations = cjson.decode(a[7]) end
+    if a[7] ~= '' then observations = cjson_decode(a[7]) end
     adapt(rec, outcome, retry_after, reset_at, observations)
   end
   local charged = { requests = charge_for('requests', input, output, outcome),
@@ -1323,7 +1336,7 @@ local function claim_or_cancel(op, a)
 end
 
 ops.usage = function(a)
-  local plans = cjson.decode(a[1])
+  local plans = cjson_decode(a[1])
   local limits = {}
   for i, plan in ipairs(plans) do
     local used
@@ -1337,7 +1350,7 @@ ops.usage = function(a)
   local cu, cr = closed_until()
   local all, counters = hgetall(KM), {}
   for i = 1, #all, 2 do
-    local kind = string.match(all[i], '^(%a+):')
+    local kind = string_match(all[i], '^(%a+):')
     if BUDGET_COUNTERS[kind] then
       counters[#counters + 1] = all[i]
       counters[#counters + 1] = all[i + 1]
@@ -1349,7 +1362,7 @@ end
 
 -- Forgets a deleted budget: its counters, and everything of its caps (`keys`).
 ops.forgetBudget = function(a)
-  local budget, keys = a[1], cjson.decode(a[2])
+  local budget, keys = a[1], cjson_decode(a[2])
   local exact = {}
   for _, key in ipairs(keys) do
     window_totals[key], window_floors[key] = nil, nil
@@ -1361,13 +1374,13 @@ ops.forgetBudget = function(a)
   local all = hgetall(KM)
   for i = 1, #all, 2 do
     local field = all[i]
-    local _, _, b = string.find(field, '^%a+:([^:]+)')
+    local _, _, b = string_find(field, '^%a+:([^:]+)')
     local forget = b == budget or exact[field]
     if not forget then
       for _, key in ipairs(keys) do
         local pre = 'w|' .. key .. '|'
-        local rest = string.sub(field, #pre + 1)
-        if string.sub(field, 1, #pre) == pre and (rest == 't' or rest == 'f' or tonumber(rest)) then forget = true end
+        local rest = string_sub(field, #pre + 1)
+        if string_sub(field, 1, #pre) == pre and (rest == 't' or rest == 'f' or tonumber(rest)) then forget = true end
       end
     end
     if forget then hdel(KM, field) end
@@ -1382,12 +1395,17 @@ ops.cancel = function(a) return claim_or_cancel('cancel', a) end
 -- another would: ARGV[A] is a JSON array of [operation, arguments...].
 -- Resets the state of one call and reads its arguments.
 local function begin(keys, args)
+  if not redis_call then
+    tonumber, tostring, type, pairs, ipairs, unpack, math_floor, math_ceil, math_min, math_max, math_abs,
+      redis_call, cjson_encode, cjson_decode, struct_pack, struct_unpack, string_sub, string_rep,
+      string_find, string_match = library_functions()
+  end
   op, P = args[1], args[2]
   if args[3] ~= '' then
     now = tonumber(args[3])
   else
-    local t = redis.call('TIME')
-    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    local t = redis_call('TIME')
+    now = tonumber(t[1]) * 1000 + math_floor(tonumber(t[2]) / 1000)
   end
   GRACE, GC_BATCH, PUMP_BATCH, SETTLED_GRACE = tonumber(args[4]), tonumber(args[5]), tonumber(args[6]),
     tonumber(args[7])
@@ -1406,13 +1424,13 @@ local function main(keys, args)
   begin(keys, args)
   local calls
   if op == 'batch' then
-    calls = cjson.decode(args[A])
+    calls = cjson_decode(args[A])
     register_definitions(args[A + 1])
   else
     calls = { { op, unpack(args, A) } }
     if op == 'acquire' then
       -- Decoded here rather than in ops.acquire, so that its budget's fields join the HMGET below.
-      calls[1][2] = cjson.decode(args[A])
+      calls[1][2] = cjson_decode(args[A])
       register_definitions(args[A + 1])
     end
   end
@@ -1447,13 +1465,13 @@ local function main(keys, args)
     results[i] = ops[item[1]]({ unpack(item, 2) })
   end
   flush()
-  if #granted > 0 then redis.call('PUBLISH', P .. ':grants', cjson.encode(granted)) end
+  if #granted > 0 then redis_call('PUBLISH', P .. ':grants', cjson_encode(granted)) end
   -- The call's time once rather than in each result: cjson formats a number with snprintf.
-  if op == 'batch' then return cjson.encode({ results = results, grantedIds = granted, nowMs = now }) end
+  if op == 'batch' then return cjson_encode({ results = results, grantedIds = granted, nowMs = now }) end
   local result = results[1]
   result.grantedIds = granted
   if result.nowMs == nil then result.nowMs = now end
-  return cjson.encode(result)
+  return cjson_encode(result)
 end
 
 if redis.register_function then
