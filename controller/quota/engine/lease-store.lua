@@ -24,6 +24,7 @@
 -- is empty and reaches Redis's globals through a metatable, so each use of a global costs two table
 -- lookups and a metamethod (table lookups were a tenth of the script's instructions, callgrind of
 -- redis-server). They cannot be read while the library loads, so the first call binds them.
+-- For the same reason arrays are walked with numeric for loops: each step of ipairs calls a C function.
 local function library_functions()
   return tonumber, tostring, type, pairs, ipairs, unpack, math.floor, math.ceil, math.min, math.max,
     math.abs, redis.call, cjson.encode, cjson.decode, struct.pack, struct.unpack, string.sub, string.rep,
@@ -82,7 +83,8 @@ local function fields_of(key) return entry(hcache, key) end
 local function hprime(key, fields)
   local h = fields_of(key)
   local missing -- made only when needed: most calls find every field cached
-  for _, f in ipairs(fields) do
+  for i = 1, #fields do
+    local f = fields[i]
     if h[f] == nil then
       missing = missing or {}
       missing[#missing + 1] = f
@@ -90,11 +92,17 @@ local function hprime(key, fields)
   end
   if not missing then return end
   local values = redis_call('HMGET', key, unpack(missing))
-  for i, f in ipairs(missing) do h[f] = values[i] end
+  for i = 1, #missing do h[missing[i]] = values[i] end
 end
 
+-- hget, hnum and hset run some ninety times per call: they look the cache up themselves rather
+-- than through fields_of and entry (a Lua function call costs more than the lookup).
 local function hget(key, field)
-  local h = fields_of(key)
+  local h = hcache[key]
+  if not h then
+    h = {}
+    hcache[key] = h
+  end
   local v = h[field]
   if v == nil then
     v = redis_call('HGET', key, field)
@@ -104,11 +112,27 @@ local function hget(key, field)
   return v
 end
 
-local function hnum(key, field) return tonumber(hget(key, field)) end
+local function hnum(key, field)
+  local h = hcache[key]
+  local v = h and h[field]
+  if v == nil then return tonumber(hget(key, field)) end
+  if v == false then return nil end
+  return tonumber(v)
+end
 
 local function hset(key, field, value)
-  fields_of(key)[field] = value
-  entry(hdirty, key)[field] = true
+  local h = hcache[key]
+  if not h then
+    h = {}
+    hcache[key] = h
+  end
+  h[field] = value
+  local d = hdirty[key]
+  if not d then
+    d = {}
+    hdirty[key] = d
+  end
+  d[field] = true
 end
 
 local function hdel(key, field) hset(key, field, false) end
@@ -233,7 +257,8 @@ end
 -- hand, a restart or failover without it), the call must not run: its limit would be left out.
 local function definitions_missing(calls)
   local unknown, seen
-  for _, item in ipairs(calls) do
+  for ix = 1, #calls do
+    local item = calls[ix]
     local w = item[1] == 'acquire' and item[2]
     if type(w) == 'table' then
       for i = 15, #w, 2 do
@@ -250,7 +275,8 @@ local function definitions_missing(calls)
   end
   if not unknown then return false end
   hprime(KD, unknown)
-  for _, id in ipairs(unknown) do
+  for ix = 1, #unknown do
+    local id = unknown[ix]
     if hget(KD, id) == nil then return true end
     registered[id] = true
   end
@@ -284,7 +310,8 @@ local STATE_CODES = { waiting = 1, active = 2, expired = 3, timedOut = 4 }
 local RECORD_HEAD = '<BBBddddHc0Hc0ddddddBdddddd'
 
 local function limit_index(req, key)
-  for i, plan in ipairs(req.limits) do
+  for i = 1, #req.limits do
+    local plan = req.limits[i]
     if plan.key == key then return i end
   end
   return 0
@@ -320,17 +347,20 @@ local function encode_record(rec)
   a[18], a[19], a[20], a[21], a[22], a[23], a[24] = #limits, probe, max_probe, r.requests, r.inputTokens,
     r.outputTokens, r.totalTokens
   local n = 24
-  for _, plan in ipairs(limits) do
+  for ix = 1, #limits do
+    local plan = limits[ix]
     a[n + 1], a[n + 2], a[n + 3] = #plan.d, plan.d, plan.need
     n = n + 3
   end
   a[n + 1], a[n + 2] = #win, #slots
   n = n + 2
-  for _, c in ipairs(win) do
+  for ix = 1, #win do
+    local c = win[ix]
     a[n + 1], a[n + 2], a[n + 3], a[n + 4], a[n + 5] = limit_index(req, c.k), c.b, c.c, c.w, c.p
     n = n + 5
   end
-  for _, slot in ipairs(slots) do
+  for ix = 1, #slots do
+    local slot = slots[ix]
     n = n + 1
     a[n] = limit_index(req, slot.k)
   end
@@ -387,12 +417,13 @@ end
 -- Reads the records of `ids` not cached yet with one HMGET (a batch's settles).
 local function prime_records(ids)
   local missing = {}
-  for _, id in ipairs(ids) do
+  for ix = 1, #ids do
+    local id = ids[ix]
     if records[id] == nil and rawrecords[id] == nil then missing[#missing + 1] = id end
   end
   if #missing == 0 then return end
   local values = redis_call('HMGET', KR, unpack(missing))
-  for i, id in ipairs(missing) do rawrecords[id] = values[i] end
+  for i = 1, #missing do rawrecords[missing[i]] = values[i] end
 end
 
 -- Settled answers are kept SETTLED_GRACE for repeated settles, in one hash per SLICE_MS of
@@ -627,7 +658,8 @@ roll = function(plan)
       local fields = {}
       for i = floor, start - 1 do fields[#fields + 1] = bucket_field(key, i) end
       hprime(KM, fields)
-      for _, f in ipairs(fields) do
+      for ix = 1, #fields do
+        local f = fields[ix]
         local a = hnum(KM, f)
         if a then
           total = total - a
@@ -742,7 +774,8 @@ local primed_limits
 -- has not read yet, in one HMGET.
 local function prime_limits(plans, charges)
   local fields = {}
-  for _, plan in ipairs(plans) do
+  for ix = 1, #plans do
+    local plan = plans[ix]
     local key = plan.key
     if not primed_limits[key] then
       primed_limits[key] = true
@@ -783,7 +816,8 @@ end
 local function fit(req, pace)
   local result = { fits = true, at = now, conc = false, limit = '', hf = 1, hr = HEADROOM_UNBOUNDED_REQUESTS }
   prime_limits(req.limits)
-  for _, plan in ipairs(req.limits) do
+  for ix = 1, #req.limits do
+    local plan = req.limits[ix]
     local limit = amount(plan)
     if plan.windowMs == 0 then
       local used = hnum(KM, NAMES.c[plan.key]) or 0
@@ -813,7 +847,8 @@ local function fit(req, pace)
         for index = floor, math_floor(now / plan.bucketMs) do fields[#fields + 1] = bucket_field(plan.key, index) end
         hprime(KM, fields)
         local freed, at = 0, INF
-        for i, field in ipairs(fields) do
+        for i = 1, #fields do
+          local field = fields[i]
           freed = freed + (hnum(KM, field) or 0)
           if freed >= excess then
             at = (floor + i) * plan.bucketMs + plan.windowMs + plan.marginMs
@@ -872,7 +907,8 @@ local function grant(rec, unclaimed)
   local req = rec.req
   rec.win = {}
   rec.slots = {}
-  for _, plan in ipairs(req.limits) do
+  for ix = 1, #req.limits do
+    local plan = req.limits[ix]
     if plan.windowMs == 0 then
       hincr(KM, NAMES.c[plan.key], plan.need)
       rec.slots[#rec.slots + 1] = { k = plan.key }
@@ -890,7 +926,8 @@ local function grant(rec, unclaimed)
       rec.win[#rec.win + 1] = { k = plan.key, d = plan.dimension, b = bucket, c = plan.need, w = before, p = pacing }
     end
   end
-  for _, plan in ipairs(req.limits) do
+  for ix = 1, #req.limits do
+    local plan = req.limits[ix]
     if paced_limit(plan) then
       note_grant(req.budget)
       break
@@ -938,7 +975,8 @@ local function charge_for(dim, input, output, outcome)
 end
 
 local function plan_of(rec, key)
-  for _, p in ipairs(rec.req.limits) do
+  for ix = 1, #rec.req.limits do
+    local p = rec.req.limits[ix]
     if p.key == key then return p end
   end
   return nil
@@ -976,7 +1014,8 @@ end
 -- Expires leases past their time and forgets old records; bounded per operation.
 local function collect()
   local expired = redis_call('ZRANGEBYSCORE', KX, '-inf', now, 'LIMIT', 0, GC_BATCH)
-  for _, id in ipairs(expired) do
+  for ix = 1, #expired do
+    local id = expired[ix]
     local rec = load(id)
     if rec and rec.st == 'active' then
       release(rec)
@@ -992,7 +1031,8 @@ local function collect()
   if now < (hnum(KM, 'gc') or 0) then return end
   hset(KM, 'gc', now + SWEEP_MS)
   local forget = redis_call('ZRANGEBYSCORE', KG, '-inf', now, 'LIMIT', 0, GC_BATCH)
-  for _, id in ipairs(forget) do
+  for ix = 1, #forget do
+    local id = forget[ix]
     zrem(KG, id)
     local rec = load(id)
     if rec and rec.st ~= 'active' and rec.st ~= 'settled' then
@@ -1105,7 +1145,8 @@ end
 
 local function observed_plan(req, dimension)
   local best
-  for _, plan in ipairs(req.limits) do
+  for ix = 1, #req.limits do
+    local plan = req.limits[ix]
     if plan.adaptive and plan.windowMs > 0 and plan.dimension == dimension then
       if not best or math_abs(plan.windowMs - 60000) < math_abs(best.windowMs - 60000) then best = plan end
     end
@@ -1118,7 +1159,8 @@ end
 local function refusal_explained(req, plan, observations)
   local lowered = hnum(KM, NAMES.ed[plan.key])
   if lowered and now - lowered < span_of(plan) then return true end
-  for _, o in ipairs(observations) do
+  for ix = 1, #observations do
+    local o = observations[ix]
     if o.limit and o.limit > 0 and observed_plan(req, o.dimension) == plan then return true end
   end
   return false
@@ -1145,7 +1187,8 @@ local function adapt(rec, outcome, retry_after, reset_at, observations)
   local adaptation = rec.req.adaptation
   if type(adaptation) ~= 'table' then return end
   if outcome == 'refusedConcurrency' then
-    for _, slot in ipairs(rec.slots) do
+    for ix = 1, #rec.slots do
+      local slot = rec.slots[ix]
       local plan = plan_of(rec, slot.k)
       if plan and plan.adaptive then
         -- The provider refused because the account's other calls filled it: the slots still in
@@ -1157,7 +1200,8 @@ local function adapt(rec, outcome, retry_after, reset_at, observations)
     end
   elseif outcome == 'refusedRate' then
     local worst, worst_charge, worst_ratio
-    for _, charge in ipairs(rec.win) do
+    for ix = 1, #rec.win do
+      local charge = rec.win[ix]
       local plan = plan_of(rec, charge.k)
       if plan and plan.adaptive then
         local ratio = (charge.w + plan.need) / amount(plan)
@@ -1170,7 +1214,8 @@ local function adapt(rec, outcome, retry_after, reset_at, observations)
       lower(worst, estimate, adaptation)
     end
   elseif outcome == 'ok' then
-    for _, plan in ipairs(rec.req.limits) do
+    for ix = 1, #rec.req.limits do
+      local plan = rec.req.limits[ix]
       if plan.adaptive and adapted_of(plan) then
         local k = 'e|' .. plan.key
         hprime(KM, { k .. '|t', k .. '|p' })
@@ -1185,7 +1230,8 @@ local function adapt(rec, outcome, retry_after, reset_at, observations)
       end
     end
   end
-  for _, o in ipairs(observations) do
+  for ix = 1, #observations do
+    local o = observations[ix]
     local plan = observed_plan(rec.req, o.dimension)
     if plan then
       if o.limit and o.limit > 0 then lower(plan, o.limit, adaptation, true) end
@@ -1256,7 +1302,10 @@ ops.settle = function(a)
     return { kind = 'alreadySettled', charged = rec.ch, settledAtMs = rec.sa }
   end
   prime_limits(rec.req.limits, rec.win)
-  for _, charge in ipairs(rec.win) do recharge(rec, charge, charge_for(charge.d, input, output, outcome)) end
+  for ix = 1, #rec.win do
+    local charge = rec.win[ix]
+    recharge(rec, charge, charge_for(charge.d, input, output, outcome))
+  end
   local was_active = rec.st == 'active'
   if was_active then release(rec) else zrem(KG, id) end
   -- A spare lease no call used is no upstream outcome and teaches nothing (store.ts).
@@ -1289,7 +1338,8 @@ ops.heartbeat = function(a)
   if a[3] ~= '' then
     local input, output = tonumber(a[3]), tonumber(a[4])
     prime_limits(rec.req.limits, rec.win)
-    for _, charge in ipairs(rec.win) do
+    for ix = 1, #rec.win do
+      local charge = rec.win[ix]
       local used = charge_for(charge.d, input, output, 'ok')
       if used > charge.c then recharge(rec, charge, used) end
     end
@@ -1338,7 +1388,8 @@ end
 ops.usage = function(a)
   local plans = cjson_decode(a[1])
   local limits = {}
-  for i, plan in ipairs(plans) do
+  for i = 1, #plans do
+    local plan = plans[i]
     local used
     if plan.windowMs == 0 then
       used = hnum(KM, NAMES.c[plan.key]) or 0
@@ -1364,7 +1415,8 @@ end
 ops.forgetBudget = function(a)
   local budget, keys = a[1], cjson_decode(a[2])
   local exact = {}
-  for _, key in ipairs(keys) do
+  for ix = 1, #keys do
+    local key = keys[ix]
     window_totals[key], window_floors[key] = nil, nil
     for _, field in ipairs({ 'c|' .. key, 'p|' .. key, 'p|' .. key .. '|h', 'e|' .. key, 'e|' .. key .. '|t',
       'e|' .. key .. '|p', 'e|' .. key .. '|l', 'e|' .. key .. '|d' }) do
@@ -1377,7 +1429,8 @@ ops.forgetBudget = function(a)
     local _, _, b = string_find(field, '^%a+:([^:]+)')
     local forget = b == budget or exact[field]
     if not forget then
-      for _, key in ipairs(keys) do
+      for ix = 1, #keys do
+        local key = keys[ix]
         local pre = 'w|' .. key .. '|'
         local rest = string_sub(field, #pre + 1)
         if string_sub(field, 1, #pre) == pre and (rest == 't' or rest == 'f' or tonumber(rest)) then forget = true end
@@ -1437,7 +1490,8 @@ local function main(keys, args)
   -- Nothing runs unless every operation is known (a batch is all or nothing), nor unless Redis
   -- holds every definition the acquires name (the caller then sends them: redis-store.ts).
   local settling = {}
-  for _, item in ipairs(calls) do
+  for ix = 1, #calls do
+    local item = calls[ix]
     if not ops[item[1]] then return redis.error_reply('tokenlease: unknown operation ' .. tostring(item[1])) end
     if item[1] == 'settle' or item[1] == 'heartbeat' then settling[#settling + 1] = item[2] end
   end
@@ -1446,7 +1500,8 @@ local function main(keys, args)
   -- The main hash's fields most calls read, in one HMGET (acquiring budgets' own fields too).
   local main_fields = { 'nw', 'vt', 'cu', 'cr', 'lb1', 'lt1', 'lb2', 'lt2', 'gc', 'us', 'ht' }
   local primed_budgets = {}
-  for _, item in ipairs(calls) do
+  for ix = 1, #calls do
+    local item = calls[ix]
     local wire = item[1] == 'acquire' and item[2]
     local budget = type(wire) == 'table' and wire[2]
     if type(budget) == 'string' and not primed_budgets[budget] then
@@ -1461,7 +1516,8 @@ local function main(keys, args)
 
   collect()
   local results = {}
-  for i, item in ipairs(calls) do
+  for i = 1, #calls do
+    local item = calls[i]
     results[i] = ops[item[1]]({ unpack(item, 2) })
   end
   flush()
