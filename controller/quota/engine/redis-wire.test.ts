@@ -22,8 +22,23 @@ describe('redis wire', () => {
     const [, tokens] = plans(1000, 5);
     const [, sameOtherNeed] = plans(1000, 500);
     const [, otherAmount] = plans(2000, 5);
-    expect(definitionOf(tokens!).id).toBe(definitionOf(sameOtherNeed!).id);
-    expect(definitionOf(tokens!).id).not.toBe(definitionOf(otherAmount!).id);
+    const id = definitionOf(tokens!).id;
+    expect(definitionOf(sameOtherNeed!).id).toBe(id);
+    expect(definitionOf(otherAmount!).id).not.toBe(id);
+    expect(definitionOf(tokens!).id).toBe(id); // and back, as when an edit is undone
+    const changed: Record<string, unknown> = {
+      dimension: 'inputTokens',
+      windowMs: 120_000,
+      bucketMs: 1,
+      marginMs: 1,
+      label: 'another label',
+      scope: 'team-a/search',
+      model: 'other',
+      adaptive: !tokens!.adaptive,
+    };
+    for (const [field, value] of Object.entries(changed)) {
+      expect(definitionOf({ ...tokens!, [field]: value }).id, field).not.toBe(id);
+    }
     const definition = JSON.parse(definitionOf(tokens!).json) as Record<string, unknown>;
     expect(definition).toMatchObject({
       key: tokens!.key,

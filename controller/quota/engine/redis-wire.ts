@@ -71,8 +71,13 @@ export interface Definition {
   json: string;
 }
 
-/** Definitions met so far, by every field but `need` (a provider has a handful; cleared if it ever grows). */
-const knownDefinitions = new Map<string, Definition>();
+interface KnownDefinition extends Definition {
+  /** The plan it was made from: a plan with the same key but other fields (an edit) makes another. */
+  plan: DefinedPlan;
+}
+
+/** Definitions met so far, by limit key (a provider has a handful; cleared if it ever grows). */
+const knownDefinitions = new Map<string, KnownDefinition>();
 const MAX_KNOWN_DEFINITIONS = 10_000;
 
 type DefinedPlan = AllSent<
@@ -90,29 +95,46 @@ type DefinedPlan = AllSent<
   | 'need'
 >;
 
-/** A limit's definition: every field but `need` (which travels with each request). */
+/** Whether two plans have the same definition: every field but `need` equal. */
+function sameDefinition(a: DefinedPlan, b: DefinedPlan): boolean {
+  return (
+    a.key === b.key &&
+    a.dimension === b.dimension &&
+    a.amount === b.amount &&
+    a.windowMs === b.windowMs &&
+    a.bucketMs === b.bucketMs &&
+    a.marginMs === b.marginMs &&
+    a.label === b.label &&
+    a.scope === b.scope &&
+    a.model === b.model &&
+    a.adaptive === b.adaptive
+  );
+}
+
+/**
+ * A limit's definition: every field but `need` (which travels with each request). This runs per
+ * limit per acquire, so a known one is found by key and compared field by field: nothing is
+ * allocated (a signature string per limit was a tenth of the quota service's allocation).
+ */
 export function definitionOf(plan: DefinedPlan): Definition {
-  // A template string is several times cheaper than JSON of a copy, and this runs per limit per acquire.
+  const known = knownDefinitions.get(plan.key);
+  if (known && sameDefinition(known.plan, plan)) return known;
   const { key, dimension, amount, windowMs, bucketMs, marginMs, label, scope, model, adaptive } = plan;
-  const signature = `${key}\n${dimension}\n${amount}\n${windowMs}\n${bucketMs}\n${marginMs}\n${scope}\n${model}\n${adaptive}\n${label}`;
-  let known = knownDefinitions.get(signature);
-  if (!known) {
-    if (knownDefinitions.size >= MAX_KNOWN_DEFINITIONS) knownDefinitions.clear();
-    const json = JSON.stringify({
-      key,
-      dimension,
-      amount,
-      windowMs,
-      bucketMs,
-      marginMs,
-      label,
-      scope,
-      model,
-      adaptive,
-    });
-    // Content-addressed: every replica derives the same id for the same definition.
-    known = { id: createHash('sha256').update(json).digest('base64url').slice(0, 22), json };
-    knownDefinitions.set(signature, known);
-  }
-  return known;
+  const json = JSON.stringify({
+    key,
+    dimension,
+    amount,
+    windowMs,
+    bucketMs,
+    marginMs,
+    label,
+    scope,
+    model,
+    adaptive,
+  });
+  // Content-addressed: every replica derives the same id for the same definition.
+  const id = createHash('sha256').update(json).digest('base64url').slice(0, 22);
+  if (knownDefinitions.size >= MAX_KNOWN_DEFINITIONS) knownDefinitions.clear();
+  knownDefinitions.set(key, { id, json, plan: { ...plan, need: 0 } });
+  return { id, json };
 }
