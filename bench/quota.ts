@@ -135,6 +135,30 @@ async function medianOf(runs: number, measure: () => Promise<Measure>): Promise<
   };
 }
 
+/** Closed loop at `concurrency`, median of RUNS, with pairs per CPU-second of process `pid`. */
+async function closedLoopPerCore(
+  api: QuotaApi | (() => Promise<number>),
+  concurrency: number,
+  pid: number,
+): Promise<Measure & { perCore: number }> {
+  const cpuBefore = cpuSeconds(pid);
+  const wallBefore = performance.now();
+  const m = await medianOf(RUNS, () => closedLoop(api, concurrency, SECONDS));
+  const cpu = cpuSeconds(pid) - cpuBefore;
+  const wall = (performance.now() - wallBefore) / 1000;
+  return { ...m, perCore: (m.pairsPerS * wall) / Math.max(cpu, 0.01) };
+}
+
+/** Open loop at `rate`, median of RUNS, with the hypervisor's steal share meanwhile. */
+async function openLoopWithSteal(
+  api: QuotaApi | (() => Promise<number>),
+  rate: number,
+): Promise<Measure & { steal: number }> {
+  const ticks = machineTicks();
+  const m = await medianOf(RUNS, () => openLoop(api, rate, SECONDS));
+  return { ...m, steal: stealPercent(ticks) };
+}
+
 const rows: Array<Record<string, string | number>> = [];
 /** The open-loop rate of each gRPC row (`unary redis`, `session redis`...): half its measured max. */
 const halfLoadRates = new Map<string, number>();
@@ -223,15 +247,10 @@ async function benchGrpc(budgetsFile: string): Promise<Record<string, number>> {
           await closedLoop(client, 16, 0.5);
           let max = 0;
           for (const concurrency of CONCURRENCY) {
-            const cpuBefore = cpuSeconds(server.pid);
-            const wallBefore = performance.now();
-            const m = await medianOf(RUNS, () => closedLoop(client, concurrency, SECONDS));
-            const cpu = cpuSeconds(server.pid) - cpuBefore;
-            const wall = (performance.now() - wallBefore) / 1000;
-            const perCore = (m.pairsPerS * wall) / Math.max(cpu, 0.01);
+            const m = await closedLoopPerCore(client, concurrency, server.pid);
             const rss = rssMb(server.pid);
             row(path, store, `c=${concurrency}`, m, {
-              'pairs/cpu-s': Math.round(perCore),
+              'pairs/cpu-s': Math.round(m.perCore),
               'server rss MB': round(rss, 1),
             });
             max = Math.max(max, m.pairsPerS);
@@ -241,23 +260,21 @@ async function benchGrpc(budgetsFile: string): Promise<Record<string, number>> {
                 p50_ms: round(m.p50Ms, 3),
                 p99_ms: round(m.p99Ms, 3),
                 rss_mb: round(rss, 1),
-                pairs_per_cpu_s: Math.round(perCore),
+                pairs_per_cpu_s: Math.round(m.perCore),
                 rss_idle_mb: round(rssIdle, 1),
               });
             }
           }
           halfLoadRates.set(`${transport} ${store}`, max / 2);
-          const ticks = machineTicks();
-          const half = await medianOf(RUNS, () => openLoop(client, max / 2, SECONDS));
-          const steal = stealPercent(ticks);
+          const half = await openLoopWithSteal(client, max / 2);
           row(path, store, `open ${Math.round(max / 2)}/s`, half, {
             'server rss MB': round(rssMb(server.pid), 1),
-            'steal %': round(steal, 1),
+            'steal %': round(half.steal, 1),
           });
           if (headlined) {
             headline.half_load_p99_ms = round(half.p99Ms, 3);
             headline.half_load_pairs_per_s = Math.round(max / 2);
-            headline.half_load_steal_pct = round(steal, 1);
+            headline.half_load_steal_pct = round(half.steal, 1);
           }
         } finally {
           client.close();
@@ -286,10 +303,9 @@ async function benchFloor(rate: number): Promise<Measure> {
   };
   try {
     await openLoop(twoTrips, rate, 0.5);
-    const ticks = machineTicks();
-    const floor = await medianOf(RUNS, () => openLoop(twoTrips, rate, SECONDS));
+    const floor = await openLoopWithSteal(twoTrips, rate);
     row('floor: tcp relay', 'redis PING', `open ${Math.round(rate)}/s`, floor, {
-      'steal %': round(stealPercent(ticks), 1),
+      'steal %': round(floor.steal, 1),
     });
     return floor;
   } finally {
@@ -321,22 +337,17 @@ async function benchPeer(rate: number): Promise<{ pairsPerCpuS: number; halfLoad
     let pairsPerCpuS = 0;
     // A quick run keeps to c=64 (the per-core figure) to stay under a minute.
     for (const concurrency of QUICK ? [64] : CONCURRENCY) {
-      const cpuBefore = cpuSeconds(peer.pid);
-      const wallBefore = performance.now();
-      const m = await medianOf(RUNS, () => closedLoop(twoCalls, concurrency, SECONDS));
-      const cpu = cpuSeconds(peer.pid) - cpuBefore;
-      const perCore = (m.pairsPerS * ((performance.now() - wallBefore) / 1000)) / Math.max(cpu, 0.01);
+      const m = await closedLoopPerCore(twoCalls, concurrency, peer.pid);
       row(path, 'redis', `c=${concurrency}`, m, {
-        'pairs/cpu-s': Math.round(perCore),
+        'pairs/cpu-s': Math.round(m.perCore),
         'server rss MB': round(rssMb(peer.pid), 1),
       });
-      if (concurrency === 64) pairsPerCpuS = perCore;
+      if (concurrency === 64) pairsPerCpuS = m.perCore;
     }
-    const ticks = machineTicks();
-    const halfLoad = await medianOf(RUNS, () => openLoop(twoCalls, rate, SECONDS));
+    const halfLoad = await openLoopWithSteal(twoCalls, rate);
     row(path, 'redis', `open ${Math.round(rate)}/s`, halfLoad, {
       'server rss MB': round(rssMb(peer.pid), 1),
-      'steal %': round(stealPercent(ticks), 1),
+      'steal %': round(halfLoad.steal, 1),
     });
     return { pairsPerCpuS, halfLoad };
   } finally {
