@@ -95,14 +95,10 @@ local function hprime(key, fields)
   for i = 1, #missing do h[missing[i]] = values[i] end
 end
 
--- hget, hnum and hset run some ninety times per call: they look the cache up themselves rather
--- than through fields_of and entry (a Lua function call costs more than the lookup).
+-- hget, hnum and hset run some ninety times per call: they look the cache up themselves, calling
+-- fields_of and entry only to make a table (a Lua function call costs more than the lookup).
 local function hget(key, field)
-  local h = hcache[key]
-  if not h then
-    h = {}
-    hcache[key] = h
-  end
+  local h = hcache[key] or fields_of(key)
   local v = h[field]
   if v == nil then
     v = redis_call('HGET', key, field)
@@ -121,17 +117,9 @@ local function hnum(key, field)
 end
 
 local function hset(key, field, value)
-  local h = hcache[key]
-  if not h then
-    h = {}
-    hcache[key] = h
-  end
+  local h = hcache[key] or fields_of(key)
   h[field] = value
-  local d = hdirty[key]
-  if not d then
-    d = {}
-    hdirty[key] = d
-  end
+  local d = hdirty[key] or entry(hdirty, key)
   d[field] = true
 end
 
