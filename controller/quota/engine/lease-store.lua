@@ -24,7 +24,7 @@
 -- is empty and reaches Redis's globals through a metatable, so each use of a global costs two table
 -- lookups and a metamethod (table lookups were a tenth of the script's instructions, callgrind of
 -- redis-server). They cannot be read while the library loads, so the first call binds them.
--- For the same reason arrays are walked with numeric for loops: each step of ipairs calls a C function.
+-- Arrays are walked with numeric for loops rather than ipairs, each of whose steps is a C call.
 local function library_functions()
   return tonumber, tostring, type, pairs, ipairs, unpack, math.floor, math.ceil, math.min, math.max,
     math.abs, redis.call, cjson.encode, cjson.decode, struct.pack, struct.unpack, string.sub, string.rep,
@@ -781,7 +781,8 @@ local function prime_limits(plans, charges)
       end
     end
   end
-  for _, charge in ipairs(charges or {}) do
+  for ix = 1, charges and #charges or 0 do
+    local charge = charges[ix]
     fields[#fields + 1] = bucket_field(charge.k, charge.b)
   end
   if #fields > 0 then hprime(KM, fields) end
@@ -943,8 +944,9 @@ local function grant(rec, unclaimed)
 end
 
 local function release(rec)
-  for _, slot in ipairs(rec.slots or {}) do
-    local field = NAMES.c[slot.k]
+  local slots = rec.slots
+  for ix = 1, slots and #slots or 0 do
+    local field = NAMES.c[slots[ix].k]
     if hincr(KM, field, -1) < 0 then hset(KM, field, 0) end
   end
   zrem(KX, rec.req.id)
