@@ -306,21 +306,22 @@ async function benchGrpc(budgetsFile: string): Promise<Record<string, number>> {
               });
             }
           }
+          /** An open-loop row at `rate`, with the server's memory and the steal meanwhile. */
+          const openRow = async (rate: number) => {
+            const m = await openLoopWithSteal(client, rate);
+            row(path, store, `open ${Math.round(rate)}/s`, m, {
+              'server rss MB': round(rssMb(server.pid), 1),
+              'steal %': round(m.steal, 1),
+            });
+            return m;
+          };
           halfLoadRates.set(`${transport} ${store}`, max / 2);
-          const half = await openLoopWithSteal(client, max / 2);
-          row(path, store, `open ${Math.round(max / 2)}/s`, half, {
-            'server rss MB': round(rssMb(server.pid), 1),
-            'steal %': round(half.steal, 1),
-          });
+          const half = await openRow(max / 2);
           if (headlined) {
             headline.half_load_p99_ms = round(half.p99Ms, 3);
             headline.half_load_pairs_per_s = Math.round(max / 2);
             headline.half_load_steal_pct = round(half.steal, 1);
-            const target = await openLoopWithSteal(client, TARGET_HALF_LOAD_PAIRS_PER_S);
-            row(path, store, `open ${TARGET_HALF_LOAD_PAIRS_PER_S}/s`, target, {
-              'server rss MB': round(rssMb(server.pid), 1),
-              'steal %': round(target.steal, 1),
-            });
+            const target = await openRow(TARGET_HALF_LOAD_PAIRS_PER_S);
             headline.target_half_load_p99_ms = round(target.p99Ms, 3);
             headline.target_half_load_steal_pct = round(target.steal, 1);
           }
