@@ -20,6 +20,7 @@ import {
   OUTCOMES,
   type AcquireInput,
   type Grant,
+  type Headroom,
   type HeartbeatInput,
   type LimitUsage,
   type ProviderUsage,
@@ -36,7 +37,14 @@ import {
   reservationFor,
   withNeeds,
 } from './limit-plans.ts';
-import type { LeaseStore, LimitPlan, StoredLease, StoredRequest, StoreWaiterResult } from './store.ts';
+import type {
+  LeaseStore,
+  LimitPlan,
+  StoreAcquireResult,
+  StoredLease,
+  StoredRequest,
+  StoreWaiterResult,
+} from './store.ts';
 
 export const MAX_WAIT_MS = 600_000;
 export const MAX_TOKENS = 1_000_000_000;
@@ -135,8 +143,9 @@ export class StoreLeaseEngine implements LeaseEngine {
     const startedAt = performance.now();
     const announced = { grantedEarly: false };
     this.#inFlight.set(id, announced);
-    const result = await this.#store
-      .acquire(input.provider, {
+    let result: StoreAcquireResult;
+    try {
+      result = await this.#store.acquire(input.provider, {
         id,
         budget: input.budget,
         priority: input.priority ?? profile.priority,
@@ -145,11 +154,13 @@ export class StoreLeaseEngine implements LeaseEngine {
         maxWaitMs: input.maxWaitMs,
         reserved,
         ...profile.fields,
-      })
-      .finally(() => this.#inFlight.delete(id));
+      });
+    } finally {
+      this.#inFlight.delete(id);
+    }
     this.#granted(input.provider, result.grantedIds);
     if (result.kind === 'granted') {
-      return { ...grantOf(result.lease, profile.fields.leaseTimeoutMs), headroom: result.headroom };
+      return grantOf(result.lease, profile.fields.leaseTimeoutMs, result.headroom);
     }
     if (result.kind === 'rejected') {
       throw new CapacityExhaustedError(Math.max(1, result.retryAtMs - result.nowMs), result.limit);
@@ -434,15 +445,17 @@ export class StoreLeaseEngine implements LeaseEngine {
   }
 }
 
-/** A lease as granted (the caller adds a direct grant's headroom; one from the queue has none, being stale by then). */
-function grantOf(lease: StoredLease, leaseTimeoutMs: number): Grant {
-  return {
+/** A lease as granted, with a direct grant's headroom (one from the queue has none, being stale by then). */
+function grantOf(lease: StoredLease, leaseTimeoutMs: number, headroom?: Headroom): Grant {
+  const grant: Grant = {
     leaseId: lease.id,
     expiresAtMs: lease.expiresAtMs,
     leaseTimeoutMs,
     waitedMs: lease.grantedAtMs - lease.enqueuedAtMs,
     reserved: lease.reserved,
   };
+  if (headroom) grant.headroom = headroom;
+  return grant;
 }
 
 function leaseTimeoutOf(budgets: BudgetSet, providerId: string): number {

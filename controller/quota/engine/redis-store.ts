@@ -358,16 +358,21 @@ export class RedisLeaseStore implements LeaseStore {
     const result = await this.#batched<StoreAcquireResult | DirectGrant>(provider, 'acquire', [request]);
     if (result.kind !== 'granted' || 'lease' in result) return result;
     // A direct grant's reply holds only what the script decided; the rest is the request's.
-    const { hf, hr, ...rest } = result;
-    const lease = {
-      id: request.id,
-      budget: request.budget,
-      enqueuedAtMs: result.nowMs,
-      grantedAtMs: result.nowMs,
-      expiresAtMs: result.nowMs + request.leaseTimeoutMs,
-      reserved: request.reserved,
+    const { nowMs } = result;
+    return {
+      kind: 'granted',
+      grantedIds: result.grantedIds,
+      nowMs,
+      lease: {
+        id: request.id,
+        budget: request.budget,
+        enqueuedAtMs: nowMs,
+        grantedAtMs: nowMs,
+        expiresAtMs: nowMs + request.leaseTimeoutMs,
+        reserved: request.reserved,
+      },
+      headroom: { fraction: result.hf, requests: result.hr },
     };
-    return { ...rest, lease, headroom: { fraction: hf, requests: hr } };
   }
 
   async settle(provider: string, command: SettleCommand): Promise<StoreSettleResult> {
