@@ -9,9 +9,10 @@
  *    open-loop at half the measured maximum (and the Redis session also at 5 000/s, half the
  *    target's 10 000), each after a warm-up at its rate. `pairs/cpu-s` divides pairs by the
  *    server's own CPU seconds: the per-core figure, whatever else shares the machine.
- * 3. the machine's floor at the Redis session's half-load rate: the same two round trips per pair
- *    through a process that only relays each message to Redis as a PING (lib/redis-relay.ts), so
- *    the half-load p99 can be read against what this machine gives any two-hop Node service.
+ * 3. the machine's floor at the Redis session's half-load rate and at 5 000/s: the same two round
+ *    trips per pair through a process that only relays each message to Redis as a PING
+ *    (lib/redis-relay.ts), so those rows' p99 can be read against what this machine gives any
+ *    two-hop Node service at the same rate.
  * 4. a peer rate-limit service in the same run, envoyproxy/ratelimit on the same Redis
  *    (lib/envoy-ratelimit.ts): its pairs per CPU-second, and its p99 at the `grpc unary redis`
  *    row's open-loop rate, driven by the same grpc-js unary client.
@@ -19,7 +20,8 @@
  * (`steal %`, from /proc/stat): on a shared host that, more than the code, decides their p99.
  * Prints a table, then as the last line one JSON object for Redis over gRPC at concurrency 64
  * (with half_load_p99_ms, half_load_steal_pct, target_half_load_p99_ms at 5 000/s and, measured
- * in the same run, half_load_floor_p99_ms, peer_pairs_per_cpu_s and peer_unary_rate_p99_ms).
+ * in the same run, half_load_floor_p99_ms, target_half_load_floor_p99_ms, peer_pairs_per_cpu_s and
+ * peer_unary_rate_p99_ms).
  * `-- --quick` finishes in under a minute.
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -418,6 +420,11 @@ async function main(): Promise<void> {
     const headline = await benchGrpc(budgetsFile);
     if (headline.half_load_pairs_per_s !== undefined) {
       headline.half_load_floor_p99_ms = round((await benchFloor(headline.half_load_pairs_per_s)).p99Ms, 3);
+      // The target's rate too: what this machine gives any two-hop service where the target is set.
+      headline.target_half_load_floor_p99_ms = round(
+        (await benchFloor(TARGET_HALF_LOAD_PAIRS_PER_S)).p99Ms,
+        3,
+      );
     }
     const unaryRate = halfLoadRates.get('unary redis');
     if (unaryRate !== undefined) {

@@ -23,10 +23,14 @@ type Op = 'acquire' | 'settle' | 'heartbeat';
 type Call = ClientDuplexStream<SessionRequest, SessionResponse__Output>;
 
 interface Pending {
+  op: Op;
   resolve: (response: SessionResponse__Output) => void;
   reject: (error: Error) => void;
-  timer: NodeJS.Timeout;
-  detach: () => void;
+  deadlineMs: number;
+  /** performance.now() at which the message is given up. */
+  deadlineAt: number;
+  signal: AbortSignal | undefined;
+  onAbort: (() => void) | undefined;
 }
 
 interface SessionStream {
@@ -35,6 +39,12 @@ interface SessionStream {
   openedAt: number;
   pending: Map<number, Pending>;
   retired: boolean;
+  /**
+   * One timer per stream, at the earliest deadline of a pending message, rather than one per
+   * message: a timer per message was most of what this client allocated per operation.
+   */
+  deadlineTimer: NodeJS.Timeout | undefined;
+  deadlineTimerAt: number;
 }
 
 export interface QuotaSessionOptions {
@@ -83,27 +93,22 @@ export class QuotaSession {
       }
       const id = this.#nextId++;
       const stream = this.#stream();
-      const giveUp = (error: Error) => {
-        if (!stream.pending.delete(id)) return;
-        clearTimeout(pending.timer);
-        pending.detach();
-        if (op === 'acquire' && !stream.call.writableEnded) stream.outbox.send({ id: 0, cancel: id });
-        reject(error);
-        this.#endIfIdle(stream);
-      };
-      const onAbort = () => giveUp(new CancelledError('the caller gave up while waiting'));
       const pending: Pending = {
+        op,
         resolve,
         reject,
-        timer: setTimeout(
-          () =>
-            giveUp(new StoreUnavailableError(`quota service did not answer ${op} within ${deadlineMs}ms`)),
-          deadlineMs,
-        ),
-        detach: () => signal?.removeEventListener('abort', onAbort),
+        deadlineMs,
+        deadlineAt: performance.now() + deadlineMs,
+        signal,
+        onAbort: undefined,
       };
-      signal?.addEventListener('abort', onAbort, { once: true });
+      if (signal) {
+        pending.onAbort = () =>
+          this.#giveUp(stream, id, new CancelledError('the caller gave up while waiting'));
+        signal.addEventListener('abort', pending.onAbort, { once: true });
+      }
       stream.pending.set(id, pending);
+      this.#armDeadline(stream, pending.deadlineAt);
       stream.outbox.send({ id, [op]: payload });
     });
   }
@@ -134,7 +139,15 @@ export class QuotaSession {
     const outbox = new SessionOutbox<SessionRequest>((message) => {
       if (!call.writableEnded) call.write(message);
     });
-    const stream: SessionStream = { call, outbox, openedAt: Date.now(), pending: new Map(), retired: false };
+    const stream: SessionStream = {
+      call,
+      outbox,
+      openedAt: Date.now(),
+      pending: new Map(),
+      retired: false,
+      deadlineTimer: undefined,
+      deadlineTimerAt: Infinity,
+    };
     this.#current = stream;
     call.on('metadata', (headers: Metadata) => {
       if (headers.get(SESSION_BATCH_HEADER)[0] === '1') outbox.batching = true;
@@ -143,8 +156,7 @@ export class QuotaSession {
       const pending = stream.pending.get(response.id);
       if (!pending) return; // given up already
       stream.pending.delete(response.id);
-      clearTimeout(pending.timer);
-      pending.detach();
+      detach(pending);
       if (response.result === 'error') pending.reject(errorFromStatus(serviceErrorOf(response.error!)));
       else pending.resolve(response);
     };
@@ -170,12 +182,58 @@ export class QuotaSession {
     }
   }
 
+  /** Fails pending message `id` with `error`, telling the service when it is an Acquire. */
+  #giveUp(stream: SessionStream, id: number, error: Error): void {
+    const pending = stream.pending.get(id);
+    if (!pending) return;
+    stream.pending.delete(id);
+    detach(pending);
+    if (pending.op === 'acquire' && !stream.call.writableEnded) stream.outbox.send({ id: 0, cancel: id });
+    pending.reject(error);
+    this.#endIfIdle(stream);
+  }
+
+  /** Makes sure the stream's deadline timer fires by `at`. */
+  #armDeadline(stream: SessionStream, at: number): void {
+    if (stream.deadlineTimer && stream.deadlineTimerAt <= at) return;
+    if (stream.deadlineTimer) clearTimeout(stream.deadlineTimer);
+    stream.deadlineTimerAt = at;
+    // Unreferenced: the open stream is what keeps the process alive (grpc-js refs a busy connection).
+    stream.deadlineTimer = setTimeout(() => this.#expire(stream), Math.max(0, at - performance.now()));
+    stream.deadlineTimer.unref();
+  }
+
+  /** Gives up every pending message past its deadline, then waits for the next deadline. */
+  #expire(stream: SessionStream): void {
+    stream.deadlineTimer = undefined;
+    const now = performance.now();
+    let next = Infinity;
+    for (const [id, pending] of stream.pending) {
+      if (pending.deadlineAt <= now) {
+        const { op, deadlineMs } = pending;
+        this.#giveUp(
+          stream,
+          id,
+          new StoreUnavailableError(`quota service did not answer ${op} within ${deadlineMs}ms`),
+        );
+      } else {
+        next = Math.min(next, pending.deadlineAt);
+      }
+    }
+    if (next !== Infinity) this.#armDeadline(stream, next);
+  }
+
   #fail(stream: SessionStream, error: Error): void {
+    if (stream.deadlineTimer) clearTimeout(stream.deadlineTimer);
+    stream.deadlineTimer = undefined;
     for (const [id, pending] of stream.pending) {
       stream.pending.delete(id);
-      clearTimeout(pending.timer);
-      pending.detach();
+      detach(pending);
       pending.reject(error);
     }
   }
+}
+
+function detach(pending: Pending): void {
+  if (pending.onAbort) pending.signal!.removeEventListener('abort', pending.onAbort);
 }

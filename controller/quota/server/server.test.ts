@@ -1,6 +1,6 @@
 import { credentials, Metadata, Server, ServerCredentials, status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
-import { StoreUnavailableError } from '../../../common/errors/errors.ts';
+import { CancelledError, StoreUnavailableError } from '../../../common/errors/errors.ts';
 import { loadQuotaProto } from '../../../common/grpc/load-quota-proto.ts';
 import { createQuotaClient } from '../../../common/grpc/quota-client.ts';
 import { SESSION_BATCH_HEADER } from '../../../common/grpc/session-outbox.ts';
@@ -106,6 +106,62 @@ describe('quota client deadlines', () => {
         'settle',
         'heartbeat',
         'acquire',
+        'cancel',
+      ]);
+    } finally {
+      client.close();
+      server.forceShutdown();
+    }
+  });
+
+  it('gives up on each session message at its own deadline, the shorter first, and on an aborted one at once', async () => {
+    const server = new Server();
+    const received: unknown[] = [];
+    server.addService(loadQuotaProto().QuotaService.service, {
+      Session: (call: { on(event: 'data', listener: (message: unknown) => void): void }) => {
+        call.on('data', (message) => received.push(message));
+      },
+    });
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (error, bound) =>
+        error ? reject(error) : resolve(bound),
+      ),
+    );
+    const client = createQuotaClient({ target: `127.0.0.1:${port}`, defaultDeadlineMs: 100 });
+    const caller = new AbortController();
+    try {
+      // Sent first, with the later deadline (maxWaitMs + 100 ms): the settle after it must not wait for it.
+      let acquireDone = false;
+      const acquire = client
+        .acquire({
+          provider: 'p',
+          model: 'm',
+          budget: 'b',
+          inputTokens: 1,
+          maxOutputTokens: 1,
+          maxWaitMs: 60_000,
+          signal: caller.signal,
+        })
+        .finally(() => (acquireDone = true));
+      const settleError = await client
+        .settle({ leaseId: 'p|l', usage: { inputTokens: 0, outputTokens: 0 }, outcome: 'ok' })
+        .then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+      expect(settleError).toBeInstanceOf(StoreUnavailableError);
+      expect(String(settleError)).toMatch(/did not answer settle within 100ms/);
+      expect(acquireDone).toBe(false);
+      caller.abort();
+      const acquireError = await acquire.then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(acquireError).toBeInstanceOf(CancelledError);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(received.map((message) => (message as { op: string }).op)).toEqual([
+        'acquire',
+        'settle',
         'cancel',
       ]);
     } finally {
