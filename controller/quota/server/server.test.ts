@@ -16,6 +16,23 @@ describeQuotaGrpcService('memory store', {
   },
 });
 
+/** A server whose Session stream takes every message (kept in `received`) and never answers. */
+async function startSilentSessionServer(): Promise<{ server: Server; port: number; received: unknown[] }> {
+  const server = new Server();
+  const received: unknown[] = [];
+  server.addService(loadQuotaProto().QuotaService.service, {
+    Session: (call: { on(event: 'data', listener: (message: unknown) => void): void }) => {
+      call.on('data', (message) => received.push(message));
+    },
+  });
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (error, bound) =>
+      error ? reject(error) : resolve(bound),
+    ),
+  );
+  return { server, port, received };
+}
+
 describe('quota client deadlines', () => {
   it('gives up on a call the server never answers, with StoreUnavailableError, after its deadline', async () => {
     // A server that accepts every call and never answers: only the client's deadline ends them.
@@ -66,18 +83,7 @@ describe('quota client deadlines', () => {
   });
 
   it('gives up on a session message the server never answers, after its deadline, and cancels the Acquire', async () => {
-    const server = new Server();
-    const received: unknown[] = [];
-    server.addService(loadQuotaProto().QuotaService.service, {
-      Session: (call: { on(event: 'data', listener: (message: unknown) => void): void }) => {
-        call.on('data', (message) => received.push(message));
-      },
-    });
-    const port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (error, bound) =>
-        error ? reject(error) : resolve(bound),
-      ),
-    );
+    const { server, port, received } = await startSilentSessionServer();
     const client = createQuotaClient({ target: `127.0.0.1:${port}`, defaultDeadlineMs: 200 });
     try {
       const calls = [
@@ -115,18 +121,7 @@ describe('quota client deadlines', () => {
   });
 
   it('gives up on each session message at its own deadline, the shorter first, and on an aborted one at once', async () => {
-    const server = new Server();
-    const received: unknown[] = [];
-    server.addService(loadQuotaProto().QuotaService.service, {
-      Session: (call: { on(event: 'data', listener: (message: unknown) => void): void }) => {
-        call.on('data', (message) => received.push(message));
-      },
-    });
-    const port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (error, bound) =>
-        error ? reject(error) : resolve(bound),
-      ),
-    );
+    const { server, port, received } = await startSilentSessionServer();
     const client = createQuotaClient({ target: `127.0.0.1:${port}`, defaultDeadlineMs: 100 });
     const caller = new AbortController();
     try {
