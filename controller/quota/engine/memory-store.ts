@@ -112,13 +112,15 @@ interface ProviderState {
   heldAt: Map<string, number>;
   concurrency: Map<string, number>;
   records: Map<string, LeaseRecord>;
-  /** Settled leases shrink to their answer (a repeated settle gets it). */
+  /**
+   * Settled leases shrink to their answer (a repeated settle gets it), kept SETTLED_GRACE_MS in
+   * the order settled: that order is the order to forget them in, so no second map says when.
+   */
   settled: Map<string, { charged: Reservation; settledAtMs: number }>;
   /** Active leases by expiry. */
   expiries: Map<string, number>;
-  /** Records to forget, by when: expired and waiting ones, and (sooner) settled ones. */
+  /** Records to forget, by when: expired and waiting ones. */
   forgetAt: Map<string, number>;
-  forgetSettled: Map<string, number>;
   /** Per tier: budgets with waiters, by the virtual start time of their next request. */
   tiers: [QueueEntry[], QueueEntry[]];
   queues: [Map<string, BudgetQueue>, Map<string, BudgetQueue>];
@@ -252,7 +254,6 @@ export class MemoryLeaseStore implements LeaseStore {
       record.charged = chargedOf(command.usage, command.outcome);
       record.settledAtMs = now;
       state.forgetAt.delete(command.leaseId);
-      setInOrder(state.forgetSettled, command.leaseId, now + SETTLED_GRACE_MS);
       if (countsAsUpstreamOutcome(command.outcome))
         this.#count(state, `o:${record.request.budget}:${command.outcome}`, 1);
       if (teachesLimits(command.outcome)) this.#adapt(state, record, command, now);
@@ -367,7 +368,6 @@ export class MemoryLeaseStore implements LeaseStore {
         settled: new Map(),
         expiries: new Map(),
         forgetAt: new Map(),
-        forgetSettled: new Map(),
         tiers: [[], []],
         queues: [new Map(), new Map()],
         waiting: 0,
@@ -392,7 +392,7 @@ export class MemoryLeaseStore implements LeaseStore {
 
   /** Expires leases past their time and forgets old records; bounded per operation. */
   #collect(state: ProviderState, now: number): void {
-    // Both maps are kept in time order (entries are re-inserted when their time changes), so the
+    // Every map scanned is in time order (entries are re-inserted when their time changes), so each
     // scan stops at the first entry not yet due.
     let budget = GC_BATCH;
     for (const [id, expiresAt] of state.expiries) {
@@ -405,18 +405,20 @@ export class MemoryLeaseStore implements LeaseStore {
         setInOrder(state.forgetAt, id, now + RECORD_GRACE_MS);
       } else state.expiries.delete(id);
     }
-    for (const forget of [state.forgetAt, state.forgetSettled]) {
-      budget = GC_BATCH;
-      for (const [id, at] of forget) {
-        if (budget-- <= 0 || at > now) break;
-        forget.delete(id);
-        state.settled.delete(id);
-        const record = state.records.get(id);
-        if (record && record.state !== 'active') {
-          if (record.state === 'waiting') this.#dequeue(state, record);
-          state.records.delete(id);
-        }
+    budget = GC_BATCH;
+    for (const [id, at] of state.forgetAt) {
+      if (budget-- <= 0 || at > now) break;
+      state.forgetAt.delete(id);
+      const record = state.records.get(id);
+      if (record && record.state !== 'active') {
+        if (record.state === 'waiting') this.#dequeue(state, record);
+        state.records.delete(id);
       }
+    }
+    budget = GC_BATCH;
+    for (const [id, answer] of state.settled) {
+      if (budget-- <= 0 || answer.settledAtMs + SETTLED_GRACE_MS > now) break;
+      state.settled.delete(id);
     }
   }
 
