@@ -16,6 +16,8 @@
  * 4. a peer rate-limit service in the same run, envoyproxy/ratelimit on the same Redis
  *    (lib/envoy-ratelimit.ts): its pairs per CPU-second, and its p99 at the `grpc unary redis`
  *    row's open-loop rate, driven by the same grpc-js unary client.
+ * Open-loop rows are driven by a load generator process of their own (lib/open-loop-process.ts),
+ * whose heap holds nothing of the rows before; closed loops run in this process.
  * The open-loop rows say how much of the machine's CPU time the hypervisor took meanwhile
  * (`steal %`, from /proc/stat): on a shared host that, more than the code, decides their p99.
  * Prints a table, then as the last line one JSON object for Redis over gRPC at concurrency 64
@@ -24,6 +26,8 @@
  * peer_unary_rate_p99_ms).
  * `-- --quick` finishes in under a minute.
  */
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -34,13 +38,14 @@ import { buildBudgetSet, parseBudgetsYaml } from '../common/budgets/load-budgets
 import { createQuotaClient } from '../common/grpc/quota-client.ts';
 import type { QuotaApi } from '../common/quota-api.ts';
 import { createMemoryEngine, createRedisEngine, type LeaseEngine } from '../controller/quota/engine/index.ts';
-import { BENCH_ACQUIRE, BENCH_USAGE, QUOTA_BENCH_BUDGETS_YAML } from './lib/bench-budgets.ts';
+import { QUOTA_BENCH_BUDGETS_YAML } from './lib/bench-budgets.ts';
 import { cpuSeconds, machineTicks, rssMb, stealPercent } from './lib/process-stats.ts';
 import { startCliProcess } from './lib/cli-process.ts';
 import { startQuotaServerProcess } from './lib/quota-server-process.ts';
-import { RelayClient } from './lib/redis-relay.ts';
 import { EnvoyRatelimitClient, startEnvoyRatelimit } from './lib/envoy-ratelimit.ts';
-import { median, percentile, round, table } from './lib/stats.ts';
+import { median, round, table } from './lib/stats.ts';
+import { closedLoop, type Measure } from './lib/load-loops.ts';
+import type { OpenLoopKind } from './lib/open-loop-process.ts';
 
 const { values: flags } = parseArgs({
   options: {
@@ -64,83 +69,7 @@ const TARGET_HALF_LOAD_PAIRS_PER_S = 5_000;
 const REDIS_URL = flags['redis-url']!;
 const PREFIX = `tlbench:${process.pid}:`;
 const RELAY = fileURLToPath(new URL('./lib/redis-relay.ts', import.meta.url));
-
-interface Measure {
-  pairsPerS: number;
-  p50Ms: number;
-  p99Ms: number;
-}
-
-async function pair(api: QuotaApi): Promise<number> {
-  const started = performance.now();
-  const grant = await api.acquire(BENCH_ACQUIRE);
-  await api.settle({ leaseId: grant.leaseId, usage: BENCH_USAGE, outcome: 'ok' });
-  return performance.now() - started;
-}
-
-/** Closed loop: `concurrency` workers each run pairs back to back for `seconds`. */
-async function closedLoop(
-  api: QuotaApi | (() => Promise<number>),
-  concurrency: number,
-  seconds: number,
-): Promise<Measure> {
-  const run = typeof api === 'function' ? api : () => pair(api);
-  const latencies: number[] = [];
-  const until = performance.now() + seconds * 1000;
-  const started = performance.now();
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (performance.now() < until) latencies.push(await run());
-    }),
-  );
-  const elapsed = (performance.now() - started) / 1000;
-  latencies.sort((a, b) => a - b);
-  return {
-    pairsPerS: latencies.length / elapsed,
-    p50Ms: percentile(latencies, 50),
-    p99Ms: percentile(latencies, 99),
-  };
-}
-
-/**
- * Open loop: pairs started at a fixed rate whatever the latency, so queueing shows in p99.
- * Completions are counted, not kept as promises: thousands of settled promises held to the end
- * would be promoted and bring this process's major collections into the measurement.
- */
-async function openLoop(
-  api: QuotaApi | (() => Promise<number>),
-  rate: number,
-  seconds: number,
-): Promise<Measure> {
-  const run = typeof api === 'function' ? api : () => pair(api);
-  const total = Math.floor(rate * seconds);
-  const latencies: number[] = [];
-  const started = performance.now();
-  await new Promise<void>((allDone, failed) => {
-    let issued = 0;
-    const record = (ms: number) => {
-      latencies.push(ms);
-      if (latencies.length === total) allDone();
-    };
-    const issueDue = () => {
-      const now = performance.now();
-      while (issued < total && started + (issued * 1000) / rate <= now) {
-        issued++;
-        run().then(record, failed);
-      }
-      if (issued < total) setTimeout(issueDue, started + (issued * 1000) / rate - performance.now());
-    };
-    if (total === 0) allDone();
-    else issueDue();
-  });
-  const elapsed = (performance.now() - started) / 1000;
-  latencies.sort((a, b) => a - b);
-  return {
-    pairsPerS: latencies.length / elapsed,
-    p50Ms: percentile(latencies, 50),
-    p99Ms: percentile(latencies, 99),
-  };
-}
+const OPEN_LOOP_PROCESS = fileURLToPath(new URL('./lib/open-loop-process.ts', import.meta.url));
 
 async function medianOf(runs: number, measure: () => Promise<Measure>): Promise<Measure> {
   const results: Measure[] = [];
@@ -167,19 +96,39 @@ async function closedLoopPerCore(
 }
 
 /**
- * Open loop at `rate`, median of RUNS, with the hypervisor's steal share meanwhile. A warm-up at
- * the same rate comes first and is not measured: the step from the closed loops' load to this
- * rate leaves a backlog, and code paths that only small batches take still to be compiled, for
- * a few hundred milliseconds; the figure is the steady state's.
+ * Open loop at `rate`, median of RUNS, with the hypervisor's steal share meanwhile, driven by a
+ * load generator of its own (lib/open-loop-process.ts) against `target`: this process's heap
+ * carries every earlier row, and its major collections fell inside the windows. A warm-up at the
+ * same rate comes first and is not measured: the step from the closed loops' load to this rate
+ * leaves a backlog, and the generator's code is still to be compiled, for a few hundred
+ * milliseconds; the figure is the steady state's.
  */
 async function openLoopWithSteal(
-  api: QuotaApi | (() => Promise<number>),
+  kind: OpenLoopKind,
+  target: string,
   rate: number,
 ): Promise<Measure & { steal: number }> {
-  await openLoop(api, rate, WARM_UP_SECONDS);
   const ticks = machineTicks();
-  const m = await medianOf(RUNS, () => openLoop(api, rate, SECONDS));
-  return { ...m, steal: stealPercent(ticks) };
+  const runs = await runOpenLoopProcess(kind, target, rate);
+  return {
+    pairsPerS: median(runs.map((r) => r.pairsPerS)),
+    p50Ms: median(runs.map((r) => r.p50Ms)),
+    p99Ms: median(runs.map((r) => r.p99Ms)),
+    steal: stealPercent(ticks),
+  };
+}
+
+/** Runs lib/open-loop-process.ts to its end and returns its runs' measures. */
+async function runOpenLoopProcess(kind: OpenLoopKind, target: string, rate: number): Promise<Measure[]> {
+  const args = ['--kind', kind, '--target', target, '--rate', String(rate), '--warm-up'];
+  args.push(String(WARM_UP_SECONDS), '--seconds', String(SECONDS), '--runs', String(RUNS));
+  const child = spawn(process.execPath, [OPEN_LOOP_PROCESS, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk));
+  child.stderr.on('data', (chunk: Buffer) => (output += chunk));
+  const [code] = (await once(child, 'exit')) as [number | null];
+  if (code !== 0) throw new Error(`open-loop-process ${kind} exited with ${code}:\n${output}`);
+  return JSON.parse(output.trim().split('\n').at(-1)!) as Measure[];
 }
 
 const rows: Array<Record<string, string | number>> = [];
@@ -289,7 +238,10 @@ async function benchGrpc(budgetsFile: string): Promise<Record<string, number>> {
         try {
           await closedLoop(client, 16, 0.5);
           let max = 0;
-          for (const concurrency of CONCURRENCY) {
+          // A quick run keeps the unary rows to c=64, as the engine's and the peer's: the open-loop
+          // rows' own load generator processes take the time it saves.
+          const levels = QUICK && transport === 'unary' ? [64] : CONCURRENCY;
+          for (const concurrency of levels) {
             const m = await closedLoopPerCore(client, concurrency, server.pid);
             const rss = rssMb(server.pid);
             row(path, store, `c=${concurrency}`, m, {
@@ -310,7 +262,7 @@ async function benchGrpc(budgetsFile: string): Promise<Record<string, number>> {
           }
           /** An open-loop row at `rate`, with the server's memory and the steal meanwhile. */
           const openRow = async (rate: number) => {
-            const m = await openLoopWithSteal(client, rate);
+            const m = await openLoopWithSteal(transport, server.target, rate);
             row(path, store, `open ${Math.round(rate)}/s`, m, {
               'server rss MB': round(rssMb(server.pid), 1),
               'steal %': round(m.steal, 1),
@@ -344,23 +296,14 @@ async function benchGrpc(budgetsFile: string): Promise<Record<string, number>> {
  * without its work.
  */
 async function benchFloor(rate: number): Promise<Measure> {
-  globalThis.gc?.(); // as before each transport's rows (benchGrpc)
   const relay = await startCliProcess(RELAY, 'relay', [REDIS_URL]);
-  const client = await RelayClient.connect(relay.listening.port!);
-  const twoTrips = async () => {
-    const started = performance.now();
-    await client.call();
-    await client.call();
-    return performance.now() - started;
-  };
   try {
-    const floor = await openLoopWithSteal(twoTrips, rate);
+    const floor = await openLoopWithSteal('relay', `127.0.0.1:${relay.listening.port!}`, rate);
     row('floor: tcp relay', 'redis PING', `open ${Math.round(rate)}/s`, floor, {
       'steal %': round(floor.steal, 1),
     });
     return floor;
   } finally {
-    client.close();
     await relay.stop();
   }
 }
@@ -396,7 +339,7 @@ async function benchPeer(rate: number): Promise<{ pairsPerCpuS: number; halfLoad
       });
       if (concurrency === 64) pairsPerCpuS = m.perCore;
     }
-    const halfLoad = await openLoopWithSteal(twoCalls, rate);
+    const halfLoad = await openLoopWithSteal('envoy', peer.target, rate);
     row(path, 'redis', `open ${Math.round(rate)}/s`, halfLoad, {
       'server rss MB': round(rssMb(peer.pid), 1),
       'steal %': round(halfLoad.steal, 1),
