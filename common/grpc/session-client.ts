@@ -41,7 +41,8 @@ interface SessionStream {
   retired: boolean;
   /**
    * One timer per stream, at the earliest deadline of a pending message, rather than one per
-   * message: a timer per message was most of what this client allocated per operation.
+   * message: the timers and closures per message were the top site of what this client's heap
+   * promoted under load (a sampling heap profile of bench:quota's load generator).
    */
   deadlineTimer: NodeJS.Timeout | undefined;
   deadlineTimerAt: number;
