@@ -71,14 +71,23 @@ const PREFIX = `tlbench:${process.pid}:`;
 const RELAY = fileURLToPath(new URL('./lib/redis-relay.ts', import.meta.url));
 const OPEN_LOOP_PROCESS = fileURLToPath(new URL('./lib/open-loop-process.ts', import.meta.url));
 
-async function medianOf(runs: number, measure: () => Promise<Measure>): Promise<Measure> {
-  const results: Measure[] = [];
-  for (let i = 0; i < runs; i++) results.push(await measure());
+/** Each figure's median over the runs. */
+function medianMeasure(results: Measure[]): Measure {
   return {
     pairsPerS: median(results.map((r) => r.pairsPerS)),
     p50Ms: median(results.map((r) => r.p50Ms)),
     p99Ms: median(results.map((r) => r.p99Ms)),
   };
+}
+
+/** Closed loop at `concurrency`, median of RUNS runs of SECONDS. */
+async function closedLoopMedian(
+  api: QuotaApi | (() => Promise<number>),
+  concurrency: number,
+): Promise<Measure> {
+  const runs: Measure[] = [];
+  for (let i = 0; i < RUNS; i++) runs.push(await closedLoop(api, concurrency, SECONDS));
+  return medianMeasure(runs);
 }
 
 /** Closed loop at `concurrency`, median of RUNS, with pairs per CPU-second of process `pid`. */
@@ -89,7 +98,7 @@ async function closedLoopPerCore(
 ): Promise<Measure & { perCore: number }> {
   const cpuBefore = cpuSeconds(pid);
   const wallBefore = performance.now();
-  const m = await medianOf(RUNS, () => closedLoop(api, concurrency, SECONDS));
+  const m = await closedLoopMedian(api, concurrency);
   const cpu = cpuSeconds(pid) - cpuBefore;
   const wall = (performance.now() - wallBefore) / 1000;
   return { ...m, perCore: (m.pairsPerS * wall) / Math.max(cpu, 0.01) };
@@ -109,13 +118,8 @@ async function openLoopWithSteal(
   rate: number,
 ): Promise<Measure & { steal: number }> {
   const ticks = machineTicks();
-  const runs = await runOpenLoopProcess(kind, target, rate);
-  return {
-    pairsPerS: median(runs.map((r) => r.pairsPerS)),
-    p50Ms: median(runs.map((r) => r.p50Ms)),
-    p99Ms: median(runs.map((r) => r.p99Ms)),
-    steal: stealPercent(ticks),
-  };
+  const m = medianMeasure(await runOpenLoopProcess(kind, target, rate));
+  return { ...m, steal: stealPercent(ticks) };
 }
 
 /** Runs lib/open-loop-process.ts to its end and returns its runs' measures. */
@@ -186,12 +190,7 @@ async function benchEngine(): Promise<void> {
     await closedLoop(engine, 16, 0.5); // warm up (JIT, script cache)
     // A quick run keeps the in-process rows to c=64, as the peer's, to stay under a minute.
     for (const concurrency of QUICK ? [64] : CONCURRENCY) {
-      row(
-        'engine',
-        name,
-        `c=${concurrency}`,
-        await medianOf(RUNS, () => closedLoop(engine, concurrency, SECONDS)),
-      );
+      row('engine', name, `c=${concurrency}`, await closedLoopMedian(engine, concurrency));
     }
     await engine.close();
   }
