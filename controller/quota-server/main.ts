@@ -2,6 +2,7 @@
  * `tokenlease quota-server`: config -> budgets (reloaded on change) -> lease engine (memory or
  * Redis) -> gRPC server; on SIGTERM/SIGINT it stops taking calls, drains, and closes the engine.
  */
+import type { Cluster, Redis } from 'ioredis';
 import { loadBudgetFiles, type BudgetSet } from '../../common/budgets/load-budgets.ts';
 import { startRedisBudgetSource } from '../../common/budgets/redis-budget-source.ts';
 import { CACHE_KEY_PREFIX, readCacheSavings, type SavingsByProvider } from '../../common/cache-savings.ts';
@@ -11,6 +12,7 @@ import { createQuotaMetrics, startMetricsServer, type MetricsServer } from '../q
 import { startQuotaServer, type Authorizer, type Logger } from '../quota/server/index.ts';
 import { loadConfig, USAGE, type Env, type QuotaServerConfig } from './config.ts';
 import { createJsonLogger } from './json-logger.ts';
+import { redisSettingAdvice } from './redis-settings.ts';
 import { watchBudgets } from './watch-budgets.ts';
 
 export interface RunningQuotaServer {
@@ -60,21 +62,46 @@ interface SavingsReader {
  */
 async function cacheSavingsReader(config: QuotaServerConfig): Promise<SavingsReader | undefined> {
   if (config.store !== 'redis') return undefined;
-  const { Cluster, Redis } = await import('ioredis');
   // A slow or absent Redis costs GetUsage at most a second, never an error (quota-service.ts).
-  const options = { maxRetriesPerRequest: 1, commandTimeout: 1_000 };
-  const client =
-    config.redisCluster === undefined
-      ? new Redis(config.redisUrl, options)
-      : new Cluster(config.redisCluster, { redisOptions: options });
   // Connection errors surface on each read, where GetUsage logs them.
-  client.on('error', () => {});
+  const client = await connectQuickRedis(config);
   return {
     read: (providers) => readCacheSavings(client, CACHE_KEY_PREFIX, providers),
     async close() {
       client.disconnect();
     },
   };
+}
+
+/**
+ * A client of the store's Redis (or cluster) for occasional reads beside the engine's: one retry
+ * and a second per command at most, connection errors left to the commands that fail.
+ */
+async function connectQuickRedis(config: QuotaServerConfig): Promise<Redis | Cluster> {
+  const { Cluster, Redis } = await import('ioredis');
+  const options = { maxRetriesPerRequest: 1, commandTimeout: 1_000 };
+  const client =
+    config.redisCluster === undefined
+      ? new Redis(config.redisUrl, options)
+      : new Cluster(config.redisCluster, { redisOptions: options });
+  client.on('error', () => {});
+  return client;
+}
+
+/** Warns, once, of each Redis setting that slows the quota service (redis-settings.ts). */
+async function adviseOnRedisSettings(config: QuotaServerConfig, logger: Logger): Promise<void> {
+  if (config.store !== 'redis') return;
+  const client = await connectQuickRedis(config);
+  try {
+    await client.ping(); // a cluster knows its primaries once connected
+    for (const { setting, found, wanted, why } of await redisSettingAdvice(client)) {
+      logger.warn(`redis: set ${setting} ${wanted}`, { setting, found, wanted, why });
+    }
+  } catch {
+    // Unreachable now: the engine's own calls report that.
+  } finally {
+    client.disconnect();
+  }
 }
 
 interface BudgetFeed {
@@ -201,6 +228,7 @@ export async function startQuotaServerFromConfig(
     identity: config.identity,
     ...describe(feed.initial),
   });
+  void adviseOnRedisSettings(config, logger);
   let metrics: MetricsServer | undefined;
   if (config.metricsListen !== undefined) {
     try {
