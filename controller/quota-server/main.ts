@@ -91,8 +91,9 @@ async function connectQuickRedis(config: QuotaServerConfig): Promise<Redis | Clu
 /** Warns, once, of each Redis setting that slows the quota service (redis-settings.ts). */
 async function adviseOnRedisSettings(config: QuotaServerConfig, logger: Logger): Promise<void> {
   if (config.store !== 'redis') return;
-  const client = await connectQuickRedis(config);
+  let client: Redis | Cluster | undefined;
   try {
+    client = await connectQuickRedis(config);
     await client.ping(); // a cluster knows its primaries once connected
     for (const { setting, found, wanted, why } of await redisSettingAdvice(client)) {
       logger.warn(`redis: set ${setting} ${wanted}`, { setting, found, wanted, why });
@@ -100,7 +101,7 @@ async function adviseOnRedisSettings(config: QuotaServerConfig, logger: Logger):
   } catch {
     // Unreachable now: the engine's own calls report that.
   } finally {
-    client.disconnect();
+    client?.disconnect();
   }
 }
 
