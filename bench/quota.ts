@@ -36,7 +36,6 @@ import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import { buildBudgetSet, parseBudgetsYaml } from '../common/budgets/load-budgets.ts';
 import { createQuotaClient } from '../common/grpc/quota-client.ts';
-import type { QuotaApi } from '../common/quota-api.ts';
 import { createMemoryEngine, createRedisEngine, type LeaseEngine } from '../controller/quota/engine/index.ts';
 import { QUOTA_BENCH_BUDGETS_YAML } from './lib/bench-budgets.ts';
 import { cpuSeconds, machineTicks, rssMb, stealPercent } from './lib/process-stats.ts';
@@ -44,7 +43,7 @@ import { startCliProcess } from './lib/cli-process.ts';
 import { startQuotaServerProcess } from './lib/quota-server-process.ts';
 import { EnvoyRatelimitClient, startEnvoyRatelimit } from './lib/envoy-ratelimit.ts';
 import { median, round, table } from './lib/stats.ts';
-import { closedLoop, type Measure } from './lib/load-loops.ts';
+import { closedLoop, twoCalls, type Measure, type Runnable } from './lib/load-loops.ts';
 import type { OpenLoopKind } from './lib/open-loop-process.ts';
 
 const { values: flags } = parseArgs({
@@ -89,10 +88,7 @@ function medianMeasure(results: Measure[]): Measure {
 }
 
 /** Closed loop at `concurrency`, median of RUNS runs of SECONDS. */
-async function closedLoopMedian(
-  api: QuotaApi | (() => Promise<number>),
-  concurrency: number,
-): Promise<Measure> {
+async function closedLoopMedian(api: Runnable, concurrency: number): Promise<Measure> {
   const runs: Measure[] = [];
   for (let i = 0; i < RUNS; i++) runs.push(await closedLoop(api, concurrency, SECONDS));
   return medianMeasure(runs);
@@ -100,7 +96,7 @@ async function closedLoopMedian(
 
 /** Closed loop at `concurrency`, median of RUNS, with pairs per CPU-second of process `pid`. */
 async function closedLoopPerCore(
-  api: QuotaApi | (() => Promise<number>),
+  api: Runnable,
   concurrency: number,
   pid: number,
 ): Promise<Measure & { perCore: number }> {
@@ -301,12 +297,6 @@ async function benchGrpc(budgetsFile: string): Promise<Record<string, number>> {
  * without its work.
  */
 async function benchFloor(rate: number): Promise<Measure> {
-  // The quota service's settled answers, kept a minute in hashes of a few seconds' settles, are
-  // unlinked by its sweeps while it runs; once it has stopped, Redis expires them itself, freeing
-  // each hash on its one thread (75 000 answers: an 18 ms stall, where lazyfree-lazy-expire is
-  // no). Deleted here, between rows, so that the floor (and the peer after it) does not measure
-  // the session rows' leftovers expiring a minute later.
-  await deleteBenchKeys();
   const relay = await startCliProcess(RELAY, 'relay', [REDIS_URL]);
   try {
     const floor = await openLoopWithSteal('relay', `127.0.0.1:${relay.listening.port!}`, rate);
@@ -331,19 +321,14 @@ async function benchPeer(rate: number): Promise<{ pairsPerCpuS: number; halfLoad
   globalThis.gc?.(); // as before each transport's rows (benchGrpc)
   const peer = await startEnvoyRatelimit(REDIS_URL, `${PREFIX}rls:`);
   const client = new EnvoyRatelimitClient(peer.target);
-  const twoCalls = async () => {
-    const started = performance.now();
-    await client.call();
-    await client.call();
-    return performance.now() - started;
-  };
+  const shouldRateLimitTwice = twoCalls(() => client.call());
   const path = 'peer: envoy ratelimit';
   try {
-    await closedLoop(twoCalls, 16, 0.5);
+    await closedLoop(shouldRateLimitTwice, 16, 0.5);
     let pairsPerCpuS = 0;
     // A quick run keeps to c=64 (the per-core figure) to stay under a minute.
     for (const concurrency of QUICK ? [64] : CONCURRENCY) {
-      const m = await closedLoopPerCore(twoCalls, concurrency, peer.pid);
+      const m = await closedLoopPerCore(shouldRateLimitTwice, concurrency, peer.pid);
       row(path, 'redis', `c=${concurrency}`, m, {
         'pairs/cpu-s': Math.round(m.perCore),
         'server rss MB': round(rssMb(peer.pid), 1),
@@ -372,6 +357,12 @@ async function main(): Promise<void> {
   try {
     await benchEngine();
     const headline = await benchGrpc(budgetsFile);
+    // The quota service's settled answers, kept a minute in hashes of a few seconds' settles, are
+    // unlinked by its sweeps while it runs; once it has stopped, Redis expires them itself, freeing
+    // each hash on its one thread (75 000 answers: an 18 ms stall, where lazyfree-lazy-expire is
+    // no). Deleted here, between rows, so that the floor and the peer rows do not measure the
+    // session rows' leftovers expiring a minute later.
+    await deleteBenchKeys();
     if (headline.half_load_pairs_per_s !== undefined) {
       headline.half_load_floor_p99_ms = round((await benchFloor(headline.half_load_pairs_per_s)).p99Ms, 3);
       // The target's rate too: what this machine gives any two-hop service where the target is set.

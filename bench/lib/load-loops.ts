@@ -17,6 +17,23 @@ export async function pair(api: QuotaApi): Promise<number> {
   return performance.now() - started;
 }
 
+/** Two calls one after the other, timed together: a "pair" of a service other than ours. */
+export function twoCalls(call: () => Promise<unknown>): () => Promise<number> {
+  return async () => {
+    const started = performance.now();
+    await call();
+    await call();
+    return performance.now() - started;
+  };
+}
+
+/** What a loop runs: a quota API's pair, or a timed call of the caller's own. */
+export type Runnable = QuotaApi | (() => Promise<number>);
+
+function runnerOf(api: Runnable): () => Promise<number> {
+  return typeof api === 'function' ? api : () => pair(api);
+}
+
 function measureOf(latencies: number[], elapsedS: number): Measure {
   latencies.sort((a, b) => a - b);
   return {
@@ -27,12 +44,8 @@ function measureOf(latencies: number[], elapsedS: number): Measure {
 }
 
 /** Closed loop: `concurrency` workers each run pairs back to back for `seconds`. */
-export async function closedLoop(
-  api: QuotaApi | (() => Promise<number>),
-  concurrency: number,
-  seconds: number,
-): Promise<Measure> {
-  const run = typeof api === 'function' ? api : () => pair(api);
+export async function closedLoop(api: Runnable, concurrency: number, seconds: number): Promise<Measure> {
+  const run = runnerOf(api);
   const latencies: number[] = [];
   const until = performance.now() + seconds * 1000;
   const started = performance.now();
@@ -49,12 +62,8 @@ export async function closedLoop(
  * Completions are counted, not kept as promises: thousands of settled promises held to the end
  * would be promoted and bring this process's major collections into the measurement.
  */
-export async function openLoop(
-  api: QuotaApi | (() => Promise<number>),
-  rate: number,
-  seconds: number,
-): Promise<Measure> {
-  const run = typeof api === 'function' ? api : () => pair(api);
+export async function openLoop(api: Runnable, rate: number, seconds: number): Promise<Measure> {
+  const run = runnerOf(api);
   const total = Math.floor(rate * seconds);
   const latencies: number[] = [];
   const started = performance.now();

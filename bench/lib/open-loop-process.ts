@@ -14,7 +14,7 @@
 import { parseArgs } from 'node:util';
 import { createQuotaClient } from '../../common/grpc/quota-client.ts';
 import { EnvoyRatelimitClient } from './envoy-ratelimit.ts';
-import { openLoop, pair, type Measure } from './load-loops.ts';
+import { openLoop, pair, twoCalls, type Measure } from './load-loops.ts';
 import { RelayClient } from './redis-relay.ts';
 
 export const OPEN_LOOP_KINDS = ['session', 'unary', 'relay', 'envoy'] as const;
@@ -23,16 +23,6 @@ export type OpenLoopKind = (typeof OPEN_LOOP_KINDS)[number];
 interface PairClient {
   run: () => Promise<number>;
   close: () => void;
-}
-
-/** Two calls one after the other, timed together. */
-function twoCalls(call: () => Promise<unknown>): () => Promise<number> {
-  return async () => {
-    const started = performance.now();
-    await call();
-    await call();
-    return performance.now() - started;
-  };
 }
 
 async function connect(kind: OpenLoopKind, target: string): Promise<PairClient> {
@@ -72,12 +62,17 @@ async function main(): Promise<void> {
     return value;
   };
   if (!values.target) throw new Error('--target: host:port is required');
+  const [rate, warmUp, seconds, count] = [
+    number('rate'),
+    number('warm-up'),
+    number('seconds'),
+    number('runs'),
+  ];
   const client = await connect(kind, values.target);
   try {
-    const rate = number('rate');
-    await openLoop(client.run, rate, number('warm-up'));
+    await openLoop(client.run, rate, warmUp);
     const runs: Measure[] = [];
-    for (let i = 0; i < number('runs'); i++) runs.push(await openLoop(client.run, rate, number('seconds')));
+    for (let i = 0; i < count; i++) runs.push(await openLoop(client.run, rate, seconds));
     console.log(JSON.stringify(runs));
   } finally {
     client.close();
