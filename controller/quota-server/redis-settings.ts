@@ -9,7 +9,7 @@
  * `lazyfree-lazy-expire` is `yes`: a hash of 75 000 answers (5 s at 15 000 settles/s) stalled
  * every client of that Redis for 18 ms here.
  */
-import type { Cluster, Redis } from 'ioredis';
+import { Cluster, type Redis } from 'ioredis';
 
 export interface RedisSettingAdvice {
   setting: string;
@@ -32,10 +32,10 @@ const WANTED: ReadonlyArray<Omit<RedisSettingAdvice, 'found'>> = [
  * is advised: the store works either way.
  */
 export async function redisSettingAdvice(client: Redis | Cluster): Promise<RedisSettingAdvice[]> {
-  const nodes = 'nodes' in client && typeof client.nodes === 'function' ? client.nodes('master') : [client];
+  const nodes = client instanceof Cluster ? client.nodes('master') : [client];
   const advice: RedisSettingAdvice[] = [];
   for (const want of WANTED) {
-    for (const node of nodes as Redis[]) {
+    for (const node of nodes) {
       let reply: unknown;
       try {
         reply = await node.config('GET', want.setting);
