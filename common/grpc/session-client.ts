@@ -15,6 +15,7 @@ import { Metadata, type ClientDuplexStream, type ServiceError } from '@grpc/grpc
 import type { QuotaServiceClient } from '../../proto/gen/tokenlease/v1/QuotaService.ts';
 import type { SessionRequest } from '../../proto/gen/tokenlease/v1/SessionRequest.ts';
 import type { SessionResponse__Output } from '../../proto/gen/tokenlease/v1/SessionResponse.ts';
+import { ChurnMap } from '../churn-map.ts';
 import { CancelledError, StoreUnavailableError } from '../errors/errors.ts';
 import { SESSION_BATCH_HEADER, SessionOutbox } from './session-outbox.ts';
 import { errorFromStatus } from './status-errors.ts';
@@ -37,7 +38,7 @@ interface SessionStream {
   call: Call;
   outbox: SessionOutbox<SessionRequest>;
   openedAt: number;
-  pending: Map<number, Pending>;
+  pending: ChurnMap<number, Pending>;
   retired: boolean;
   /**
    * One timer per stream, at the earliest deadline of a pending message, rather than one per
@@ -144,7 +145,7 @@ export class QuotaSession {
       call,
       outbox,
       openedAt: Date.now(),
-      pending: new Map(),
+      pending: new ChurnMap(),
       retired: false,
       deadlineTimer: undefined,
       deadlineTimerAt: Infinity,

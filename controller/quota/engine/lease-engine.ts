@@ -6,6 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { BudgetSet } from '../../../common/budgets/load-budgets.ts';
+import { ChurnMap } from '../../../common/churn-map.ts';
 import { objectId, priorityValue } from '../../../common/budgets/types.ts';
 import { parseDuration } from '../../../common/duration.ts';
 import {
@@ -91,7 +92,7 @@ export class StoreLeaseEngine implements LeaseEngine {
   #budgets: BudgetSet;
   readonly #waiters = new Map<string, Waiter>();
   /** Requests on their way to the store: a grant announced before their answer is noted here. */
-  readonly #inFlight = new Map<string, { grantedEarly: boolean }>();
+  readonly #inFlight = new ChurnMap<string, { grantedEarly: boolean }>();
   readonly #wakeTimers = new Map<string, { at: number; timer: NodeJS.Timeout }>();
   /** Acquire profiles of the current budgets, by provider, budget and model. */
   #profiles = new Map<string, AcquireProfile>();

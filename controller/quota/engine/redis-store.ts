@@ -7,6 +7,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import { ChurnMap } from '../../../common/churn-map.ts';
 import { StoreUnavailableError } from '../../../common/errors/errors.ts';
 import type { TokenUsage } from '../../../common/quota-api.ts';
 import {
@@ -91,7 +92,7 @@ export class RedisLeaseStore implements LeaseStore {
   readonly #resyncListeners: Array<() => void> = [];
   #subscribed: Promise<void> | undefined;
   /** Acquires and settles waiting for the next batch, per provider. */
-  readonly #batches = new Map<string, BatchedOperation[]>();
+  readonly #batches = new ChurnMap<string, BatchedOperation[]>();
   /**
    * Per provider, the ids of the limit definitions Redis took from this store: later acquires name
    * them without sending them (redis-wire.ts), which spares Redis decoding ~1 KB of JSON per call.

@@ -3,6 +3,7 @@
  * call the lease engine, answer with its result or the status of its typed error (./grpc-errors.ts).
  */
 import { Metadata, status, type ServerUnaryCall, type sendUnaryData } from '@grpc/grpc-js';
+import { ChurnSet } from '../../../common/churn-map.ts';
 import { StoreUnavailableError } from '../../../common/errors/errors.ts';
 import {
   acquireFromWire,
@@ -63,7 +64,7 @@ export function createQuotaService(options: QuotaServiceOptions): QuotaService {
   const { engine, logger } = options;
   const marginMs = options.deadlineMarginMs ?? DEFAULT_DEADLINE_MARGIN_MS;
   const authorize: Authorizer = options.authorize ?? (async () => {});
-  const waiting = new Set<AbortController>();
+  const waiting = new ChurnSet<AbortController>();
   const sessions = new Set<() => void>();
   let draining = false;
 

@@ -5,6 +5,7 @@
  * once the client has sent one (see session-outbox.ts).
  */
 import { Metadata, status, type ServerDuplexStream } from '@grpc/grpc-js';
+import { ChurnMap, type ChurnSet } from '../../../common/churn-map.ts';
 import { StoreUnavailableError } from '../../../common/errors/errors.ts';
 import {
   acquireFromWire,
@@ -24,7 +25,7 @@ export interface SessionContext {
   engine: QuotaApi;
   logger: Logger;
   /** Acquires waiting on any call; drain() aborts them. */
-  waiting: Set<AbortController>;
+  waiting: ChurnSet<AbortController>;
   draining(): boolean;
   /** Open sessions' drain hooks: each ends its stream once its answers are out. */
   sessions: Set<() => void>;
@@ -46,7 +47,7 @@ export function handleSession(
   context: SessionContext,
 ): void {
   const { engine, logger } = context;
-  const acquiring = new Map<number, AbortController>();
+  const acquiring = new ChurnMap<number, AbortController>();
   let open = true;
   let inFlight = 0;
   const outbox = new SessionOutbox<SessionResponse>((response) => {
