@@ -7,8 +7,9 @@
  * generation once the current one is there. A Map made at start-up has an old table within a
  * second or two, so from then on its churn is old-generation garbage: measured in the quota
  * service at 5 000 acquire+settle pairs/s, such Maps and Sets made 2 MB/s of it, and a full
- * collection (5 to 20 ms pauses) every few seconds. Here the Map is remade, young, after every
- * REMAKE_AFTER deletes, so its tables stay in the young generation, where they die for free.
+ * collection (5 to 20 ms pauses) every few seconds. Here the Map is remade after every
+ * REMAKE_AFTER deletes: the new one's table is young, and under churn each table it moves to is
+ * replaced within milliseconds, so none lives to be promoted and all die in the young generation.
  *
  * Deleting while iterating is safe, as with a Map; an entry added while iterating may be missed
  * (the iteration goes on over the Map it started on), where a Map would visit it.
