@@ -3,6 +3,7 @@
  * Redis store's Lua script mirrors structure for structure (see store.ts for the model). Both
  * pass engine-conformance.ts.
  */
+import { ChurnMap } from '../../../common/churn-map.ts';
 import type { Headroom, RateLimitObservation, Reservation, TokenUsage } from '../../../common/quota-api.ts';
 import {
   budgetCounters,
@@ -111,16 +112,17 @@ interface ProviderState {
   /** Per paced window limit: when it last held a request back (by its amount or its pace). */
   heldAt: Map<string, number>;
   concurrency: Map<string, number>;
-  records: Map<string, LeaseRecord>;
+  /** One entry per lease or waiter, most of them gone in milliseconds: see ChurnMap. */
+  records: ChurnMap<string, LeaseRecord>;
   /**
    * Settled leases shrink to their answer (a repeated settle gets it), kept SETTLED_GRACE_MS in
    * the order settled: that order is the order to forget them in, so no second map says when.
    */
   settled: Map<string, { charged: Reservation; settledAtMs: number }>;
   /** Active leases by expiry. */
-  expiries: Map<string, number>;
+  expiries: ChurnMap<string, number>;
   /** Records to forget, by when: expired and waiting ones. */
-  forgetAt: Map<string, number>;
+  forgetAt: ChurnMap<string, number>;
   /** Per tier: budgets with waiters, by the virtual start time of their next request. */
   tiers: [QueueEntry[], QueueEntry[]];
   queues: [Map<string, BudgetQueue>, Map<string, BudgetQueue>];
@@ -364,10 +366,10 @@ export class MemoryLeaseStore implements LeaseStore {
         lastGrants: [],
         heldAt: new Map(),
         concurrency: new Map(),
-        records: new Map(),
+        records: new ChurnMap(),
         settled: new Map(),
-        expiries: new Map(),
-        forgetAt: new Map(),
+        expiries: new ChurnMap(),
+        forgetAt: new ChurnMap(),
         tiers: [[], []],
         queues: [new Map(), new Map()],
         waiting: 0,
@@ -949,7 +951,7 @@ function removeEntry(queue: QueueEntry[], id: string): boolean {
 }
 
 /** Re-inserts so that the map stays in time order for #collect's early stop. */
-function setInOrder(map: Map<string, number>, id: string, at: number): void {
+function setInOrder(map: ChurnMap<string, number>, id: string, at: number): void {
   map.delete(id);
   map.set(id, at);
 }
