@@ -6,6 +6,13 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 NODE_DIR="$ROOT/.tools/node24"
 
+# `npm install --prefix` (and Node 24's own npm) would read the global npmrc under their own prefix,
+# not the machine's: its settings (a registry, a proxy's CA file) are kept by naming it here.
+if [ -z "${npm_config_globalconfig:-}" ] && command -v npm > /dev/null; then
+  npm_config_globalconfig="$(npm config get globalconfig)"
+  export npm_config_globalconfig
+fi
+
 major="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"
 if [ "$major" -lt 24 ]; then
   if [ ! -x "$NODE_DIR/node_modules/.bin/node" ]; then
